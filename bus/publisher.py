@@ -3,9 +3,10 @@
 Two paths:
 
 * ``publish_nowait`` / ``publish`` -- high-rate, fire-and-track. Messages go into one bounded
-  buffer; a single sender task feeds ``js.publish_async`` (no task per message) and a done-callback
-  per message records the ack. A message whose ack does not arrive within ``ack_timeout`` or that
-  fails with "no responders" (a stream leader election, a restarting server) is sent again with the
+  buffer; a single sender task feeds ``js.publish_async`` (no task per message) and a single reaper
+  task settles the acks in send order, waking once per batch rather than once per message. A
+  message whose ack does not arrive within ``ack_timeout`` or that fails with "no responders" (a
+  stream leader election, a restarting server) is sent again with the
   **same Msg-Id**, so a first attempt that was in fact stored is deduplicated by the server.
   Retries go out before new messages so per-subject order survives a leader election. When the
   buffer is full, ``publish`` waits (backpressure) and ``publish_nowait`` drops the oldest message;
@@ -115,7 +116,8 @@ class Publisher:
         self.stats = PublisherStats()
         self._queue: deque[_Item] = deque()
         self._retry: deque[_Item] = deque()
-        self._in_flight: dict[asyncio.Future[PubAck], _Item] = {}
+        self._in_flight: deque[tuple[asyncio.Future[PubAck], _Item]] = deque()
+        self._reap = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -133,7 +135,7 @@ class Publisher:
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._sender(), name=f"{self.name}-sender"),
-                asyncio.create_task(self._sweeper(), name=f"{self.name}-sweeper"),
+                asyncio.create_task(self._reaper(), name=f"{self.name}-reaper"),
             ]
         return self
 
@@ -233,15 +235,38 @@ class Publisher:
                 continue
             item.sent_at = time.monotonic()
             item.attempts += 1
-            self._in_flight[fut] = item
-            fut.add_done_callback(self._on_ack)
+            self._in_flight.append((fut, item))
+            if len(self._in_flight) == 1:
+                self._reap.set()
+
+    async def _reaper(self) -> None:
+        """Settle acks in send order, one wake-up per batch rather than a callback per message.
+
+        A publish whose ack has not come within ``ack_timeout`` (lost in a disconnect or a leader
+        change) is cancelled and sent again with the same Msg-Id.
+        """
+        while True:
+            if not self._in_flight:
+                self._update_gauges()
+                self._reap.clear()
+                await self._reap.wait()
+                continue
+            fut, item = self._in_flight[0]
+            if not fut.done():
+                left = item.sent_at + self.ack_timeout - time.monotonic()
+                if left > 0:
+                    await asyncio.wait((fut,), timeout=left)
+                if not fut.done():
+                    fut.cancel()
+            while self._in_flight and self._in_flight[0][0].done():
+                done_fut, done_item = self._in_flight.popleft()
+                self._settle(done_fut, done_item)
+            if self._buffered() == 0:
+                self._idle.set()
             if not self._space.is_set() and self._buffered() < self.max_buffer:
                 self._space.set()
 
-    def _on_ack(self, fut: asyncio.Future[PubAck]) -> None:
-        item = self._in_flight.pop(fut, None)
-        if item is None:
-            return
+    def _settle(self, fut: asyncio.Future[PubAck], item: _Item) -> None:
         if fut.cancelled():
             self._schedule_retry(item, TimeoutError("no ack"))
         else:
@@ -263,10 +288,6 @@ class Publisher:
                         exc,
                         self.stats.rejected,
                     )
-        if self._buffered() == 0:
-            self._idle.set()
-        if not self._space.is_set() and self._buffered() < self.max_buffer:
-            self._space.set()
 
     def _schedule_retry(self, item: _Item, exc: BaseException) -> None:
         self.stats.retries += 1
@@ -281,16 +302,6 @@ class Publisher:
         if item.attempts in (1, 20) or item.attempts % 100 == 0:
             log.warning("%s: retrying %s (attempt %d): %r", self.name, item.subject, item.attempts, exc)
         self._wakeup.set()
-
-    async def _sweeper(self) -> None:
-        """Cancel publishes whose ack never came (lost in a disconnect); they are then retried."""
-        while True:
-            await asyncio.sleep(min(0.5, self.ack_timeout / 2))
-            deadline = time.monotonic() - self.ack_timeout
-            stale = [f for f, it in self._in_flight.items() if it.sent_at < deadline]
-            for f in stale:
-                f.cancel()
-            self._update_gauges()
 
     def _update_gauges(self) -> None:
         self.stats.pending = len(self._queue) + len(self._retry)

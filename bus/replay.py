@@ -72,22 +72,25 @@ async def replay(
         wake.set()
 
     sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, cb=on_msg, config=cfg)
+    consumed = 0
     try:
         if not follow and not new_only:
-            pending = await _pending(sub)
-            if pending == 0 or end_seq == 0:
-                return
+            pending, delivered = await _progress(sub)
+            if end_seq == 0 or (pending == 0 and delivered == 0 and not buf):
+                return  # nothing matches the filter from the start point
         while True:
             if not buf:
                 wake.clear()
                 try:
                     await asyncio.wait_for(wake.wait(), None if follow else idle_timeout)
                 except TimeoutError:
-                    if await _pending(sub) == 0:
+                    pending, delivered = await _progress(sub)
+                    if pending == 0 and consumed >= delivered:
                         return
                     continue
             while buf:
                 m = BusMessage(buf.popleft())
+                consumed += 1
                 yield m
                 if not follow and (m.stream_seq >= end_seq or m.num_pending == 0):
                     return
@@ -96,12 +99,13 @@ async def replay(
             await sub.unsubscribe()
 
 
-async def _pending(sub: Any) -> int:
+async def _progress(sub: Any) -> tuple[int, int]:
+    """(messages still pending, messages delivered so far) of an ordered consumer."""
     try:
         ci = await sub.consumer_info()
     except Exception:  # noqa: BLE001 - consumer being recreated; assume work remains
-        return 1
-    return int(ci.num_pending or 0) + int(ci.num_ack_pending or 0)
+        return 1, 0
+    return int(ci.num_pending or 0), int(ci.delivered.consumer_seq or 0)
 
 
 async def count_from(js: JetStreamContext, stream: str, subject: str, start_seq: int) -> int:

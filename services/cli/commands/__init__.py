@@ -1,0 +1,1 @@
+"""``pdx`` subcommands: each module here exposes ``command`` (a click command or group)."""

@@ -1,0 +1,118 @@
+"""What every ``pdx`` command shares: connecting to NATS (with the local stack's credentials when
+present), one-line errors instead of tracebacks, and colour only on a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from bus import NatsSettings, connect, jetstream
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CliError(click.ClickException):
+    """A user-facing error: printed as one line (``error: ...``) with what to do next; exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(click.style("error: ", fg="red") + self.message, err=True)
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("PDX_RUN_DIR", str(ROOT / ".run")))
+
+
+def local_credentials() -> tuple[str, str] | None:
+    """The admin credentials ``make up`` generated, when talking to the local stack."""
+    users = run_dir() / "nats" / "users.json"
+    if os.environ.get("NATS_USER") or not users.exists():
+        return None
+    try:
+        data = json.loads(users.read_text())
+        admin = data.get("admin") or data.get("cli")
+        return (admin["user"], admin["password"]) if admin else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def nats_settings(url: str | None) -> NatsSettings:
+    s = NatsSettings.from_env()
+    if url:
+        s = NatsSettings(
+            servers=tuple(u.strip() for u in url.split(",")),
+            user=s.user,
+            password=s.password,
+            token=s.token,
+            creds_file=s.creds_file,
+        )
+    if not s.user and not s.token and not s.creds_file:
+        creds = local_credentials()
+        if creds:
+            s = NatsSettings(servers=s.servers, user=creds[0], password=creds[1])
+    return s
+
+
+async def open_bus(url: str | None, name: str = "pdx") -> tuple[NATS, JetStreamContext]:
+    settings = nats_settings(url)
+    try:
+        nc = await connect(name, settings, max_reconnect_attempts=1)
+    except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+        raise CliError(
+            f"cannot reach NATS at {','.join(settings.servers)} ({type(exc).__name__}); "
+            "is the stack up? run `make up`, or pass --nats URL / set NATS_URL"
+        ) from None
+    except nats.errors.Error as exc:
+        raise CliError(f"NATS refused the connection: {exc}; check NATS_USER/NATS_PASSWORD") from None
+    return nc, jetstream(nc)
+
+
+def run_async(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Run an async click callback; Ctrl-C exits quietly, unexpected errors become one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except click.ClickException:
+            raise
+        except nats.errors.Error as exc:
+            raise CliError(f"NATS: {exc}") from None
+        except BrokenPipeError:
+            sys.exit(0)
+
+    return wrapper
+
+
+def nats_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--nats",
+        "nats_url",
+        envvar="NATS_URL",
+        default=None,
+        metavar="URL",
+        help="NATS server URL(s), comma-separated (default $NATS_URL or nats://127.0.0.1:4222).",
+    )(fn)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print Nautilus-dict JSON lines (for jq).")(fn)
+
+
+def echo_json_line(data: bytes | str) -> None:
+    sys.stdout.write(data.decode() if isinstance(data, bytes) else data)
+    sys.stdout.write("\n")
+    sys.stdout.flush()

@@ -1,0 +1,5 @@
+"""``python -m services.stack up|down|status``."""
+
+from services.stack.cli import main
+
+main()

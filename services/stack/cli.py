@@ -1,0 +1,124 @@
+"""``make up`` / ``make down``: start or stop the supervised local stack and say what to run next."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+
+from bus import NatsSettings, connect, ensure_streams, jetstream
+from bus.embedded import wait_port
+from services.stack.layout import StackLayout
+from services.stack.programs import programs, supervisord_config
+
+
+def _supervisorctl(layout: StackLayout, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "supervisorctl"), "-c", str(layout.supervisor_conf), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _running(layout: StackLayout) -> bool:
+    if not layout.supervisor_pid.exists():
+        return False
+    try:
+        os.kill(int(layout.supervisor_pid.read_text().strip()), 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _nats_creds(layout: StackLayout) -> tuple[dict[str, tuple[str, str]] | None, dict[str, str]]:
+    """Per-service NATS users when ``bus.auth`` is available (``PDX_NATS_AUTH=0`` turns it off)."""
+    if os.environ.get("PDX_NATS_AUTH", "1") == "0":
+        return None, {}
+    try:
+        from bus import auth
+    except ImportError:
+        return None, {}
+    return auth.prepare_stack_auth(layout.nats_dir)
+
+
+async def _provision(layout: StackLayout, admin: tuple[str, str] | None) -> dict[str, str]:
+    settings = NatsSettings(
+        servers=(layout.nats_url,), user=admin[0] if admin else None, password=admin[1] if admin else None
+    )
+    nc = await connect("pdx-stack", settings, max_reconnect_attempts=5)
+    try:
+        return await ensure_streams(jetstream(nc), replicas=1)
+    finally:
+        await nc.close()
+
+
+def up() -> int:
+    layout = StackLayout.from_env()
+    for d in (layout.run_dir, layout.logs, layout.nats_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    if _running(layout):
+        print(f"stack already running (supervisord pid {layout.supervisor_pid.read_text().strip()}); `make down` first")
+        return 0
+    started = time.monotonic()
+    creds, _ = _nats_creds(layout)
+    progs = programs(layout, creds)
+    layout.supervisor_conf.write_text(supervisord_config(layout, progs))
+    supervisord = os.path.join(os.path.dirname(sys.executable), "supervisord")
+    subprocess.run([supervisord, "-c", str(layout.supervisor_conf)], check=True)
+    wait_port("127.0.0.1", layout.nats_port, 30)
+    admin = creds.get("admin") if creds else None
+    actions = asyncio.run(_provision(layout, admin))
+    deadline = time.monotonic() + 30
+    status = ""
+    while time.monotonic() < deadline:
+        status = _supervisorctl(layout, "status").stdout
+        if status and all(" RUNNING " in line for line in status.strip().splitlines()):
+            break
+        time.sleep(0.5)
+    print(status.rstrip())
+    print(f"\nstreams: {', '.join(f'{k}={v}' for k, v in actions.items())}")
+    print(f"up in {time.monotonic() - started:.1f} s; logs in {layout.logs}/ (make logs)\n")
+    print("next:")
+    print("  .venv/bin/pdx status                      # services, subscriptions, streams, lag")
+    print("  .venv/bin/pdx tail 'md.paradex.>'          # live market data")
+    print("  .venv/bin/pdx book BTC-USD-PERP            # a live order book ladder")
+    print("  .venv/bin/pdx order submit BTC-USD-PERP buy 0.01 --limit 60000 --wait")
+    print("  make down                                  # stop everything")
+    return 0
+
+
+def down() -> int:
+    layout = StackLayout.from_env()
+    if not _running(layout):
+        print("stack is not running")
+        return 0
+    out = _supervisorctl(layout, "shutdown")
+    print(out.stdout.strip() or out.stderr.strip())
+    for _ in range(100):
+        if not _running(layout):
+            break
+        time.sleep(0.2)
+    print("stopped" if not _running(layout) else "supervisord still running; check .run/logs/supervisord.log")
+    return 0
+
+
+def status() -> int:
+    layout = StackLayout.from_env()
+    if not _running(layout):
+        print("stack is not running (make up)")
+        return 1
+    print(_supervisorctl(layout, "status").stdout.rstrip())
+    return 0
+
+
+def main() -> None:
+    logging.getLogger("bus").setLevel(logging.CRITICAL)
+    p = argparse.ArgumentParser(prog="python -m services.stack", description=__doc__)
+    p.add_argument("action", choices=["up", "down", "status"])
+    a = p.parse_args()
+    sys.exit({"up": up, "down": down, "status": status}[a.action]())
