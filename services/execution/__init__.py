@@ -1,0 +1,1 @@
+"""Execution state shared by the order router, the reconciler and the CLI: the EXEC projection."""
