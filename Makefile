@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,bench,parquet]"
+	@# The Nautilus extra is large and pinned to one release; its tests skip with a message if it cannot install.
+	$(BIN)/pip install -q -e ".[nautilus]" || echo "WARNING: the nautilus extra could not be installed; Nautilus tests will be skipped"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -144,6 +144,14 @@ async def run(quick: bool) -> dict[str, object]:
             "publish_ours_vs_raw": med["our_publish"] / med["raw_publish"],
             "consume_ours_vs_raw": med["our_consume"] / med["raw_consume"],
         },
+        "table": [
+            {"measurement": "bus publish (Msg-Id, async acks)", "unit": "msgs/s", "value": med["our_publish"],
+             "baseline_name": "raw nats-py publish_async", "baseline": med["raw_publish"],
+             "ratio": med["our_publish"] / med["raw_publish"], "goal": "helpers cost < 15% (ratio >= 0.85)"},
+            {"measurement": "bus consume (durable pull + ack)", "unit": "msgs/s", "value": med["our_consume"],
+             "baseline_name": "raw nats-py fetch + ack", "baseline": med["raw_consume"],
+             "ratio": med["our_consume"] / med["raw_consume"], "goal": "helpers cost < 15% (ratio >= 0.85)"},
+        ],
     }
 
 
