@@ -6,6 +6,7 @@ Import what you need from here::
 """
 
 from schemas.base import VENUE, Event, instrument_id, market_of
+from schemas.book import BookSnapshot, BookStatus
 from schemas.codec import (
     ALL_TYPES,
     TYPES_BY_NAME,
@@ -82,6 +83,8 @@ __all__ = [
     "BatchCancelOrders",
     "BookLevel",
     "BookOrder",
+    "BookSnapshot",
+    "BookStatus",
     "CancelAllOrders",
     "CancelOrder",
     "CryptoPerpetual",

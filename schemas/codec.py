@@ -12,6 +12,7 @@ from typing import Any, TypeVar, Union
 import msgspec
 
 from schemas.base import Event
+from schemas.book import BOOK_TYPES
 from schemas.commands import COMMAND_TYPES
 from schemas.data import DATA_TYPES
 from schemas.events import ACCOUNT_TYPES, ORDER_EVENT_TYPES
@@ -34,6 +35,7 @@ ALL_TYPES: tuple[type[Event], ...] = (
     *ACCOUNT_TYPES,
     *REPORT_TYPES,
     *SERVICE_TYPES,
+    *BOOK_TYPES,
 )
 TYPES_BY_NAME: dict[str, type[Event]] = {cls.__name__: cls for cls in ALL_TYPES}
 
