@@ -260,6 +260,27 @@ SAMPLES: list[s.Event] = [
     s.ReconciliationSummary(
         account_id=ACCT, run_id=UUID, trigger="start", ok=True, counts={"matched": 3}, ts_event=TS, ts_init=TS
     ),
+    s.BookSnapshot(
+        instrument_id=IID,
+        bids=[_level],
+        asks=[s.BookLevel(side="SELL", price="65000.2", size="0.5")],
+        sequence=10,
+        md_stream_seq=42,
+        state="VALID",
+        builder="book-builder/a",
+        ts_event=TS,
+        ts_init=TS,
+    ),
+    s.BookStatus(
+        instrument_id=IID,
+        state="INVALID",
+        reason="gap: message 12 follows 11, book at 10",
+        sequence=10,
+        md_stream_seq=42,
+        builder="book-builder/a",
+        ts_event=TS,
+        ts_init=TS,
+    ),
     s.ServiceHealth(
         service="feed-handler",
         instance="a",
