@@ -158,8 +158,12 @@ class Publisher:
 
     # -- buffered path ----------------------------------------------------------------------------
 
-    def publish_nowait(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
-        """Enqueue without waiting. On overflow the oldest queued message is dropped and counted."""
+    def publish_nowait(
+        self, subject: str, payload: bytes, msg_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Enqueue without waiting. On overflow the oldest queued message is dropped and counted.
+
+        ``headers`` are extra NATS headers (e.g. ``Pdx-Prev-Seq``) sent with the message."""
         if self._buffered() >= self.max_buffer:
             dropped = self._queue.popleft() if self._queue else None
             self.stats.dropped_overflow += 1
@@ -171,20 +175,26 @@ class Publisher:
                     f" on {dropped.subject}" if dropped else "",
                     self.stats.dropped_overflow,
                 )
-        self._enqueue(subject, payload, msg_id)
+        self._enqueue(subject, payload, msg_id, headers)
 
-    async def publish(self, subject: str, payload: bytes, msg_id: str | None = None) -> None:
+    async def publish(
+        self, subject: str, payload: bytes, msg_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         """Enqueue, waiting while the buffer is full (backpressure instead of loss)."""
         while self._buffered() >= self.max_buffer:
             self._space.clear()
             await self._space.wait()
-        self._enqueue(subject, payload, msg_id)
+        self._enqueue(subject, payload, msg_id, headers)
 
-    def publish_event_nowait(self, subject: str, event: msgspec.Struct, msg_id: str | None = None) -> None:
-        self.publish_nowait(subject, encode(event), msg_id)
+    def publish_event_nowait(
+        self, subject: str, event: msgspec.Struct, msg_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self.publish_nowait(subject, encode(event), msg_id, headers)
 
-    async def publish_event(self, subject: str, event: msgspec.Struct, msg_id: str | None = None) -> None:
-        await self.publish(subject, encode(event), msg_id)
+    async def publish_event(
+        self, subject: str, event: msgspec.Struct, msg_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        await self.publish(subject, encode(event), msg_id, headers)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every buffered message is confirmed stored. Returns False on timeout."""
@@ -199,9 +209,9 @@ class Publisher:
     def _buffered(self) -> int:
         return len(self._queue) + len(self._retry) + len(self._in_flight)
 
-    def _enqueue(self, subject: str, payload: bytes, msg_id: str | None) -> None:
+    def _enqueue(self, subject: str, payload: bytes, msg_id: str | None, extra: dict[str, str] | None) -> None:
         self._order += 1
-        headers = {MSG_ID: msg_id} if msg_id else None
+        headers = _headers(msg_id, extra)
         self._queue.append(_Item(subject, payload, headers, self._order))
         self.stats.enqueued += 1
         self._idle.clear()
@@ -316,10 +326,11 @@ class Publisher:
         msg_id: str | None = None,
         *,
         deadline: float = 30.0,
+        headers: dict[str, str] | None = None,
     ) -> PubAck:
         """Publish one message and wait until it is stored, retrying with the same Msg-Id through
         leader elections and reconnects for up to ``deadline`` seconds."""
-        headers = {MSG_ID: msg_id} if msg_id else None
+        headers = _headers(msg_id, headers)
         give_up = time.monotonic() + deadline
         attempt = 0
         while True:
@@ -345,6 +356,18 @@ class Publisher:
             return ack
 
     async def publish_event_acked(
-        self, subject: str, event: msgspec.Struct, msg_id: str | None = None, *, deadline: float = 30.0
+        self,
+        subject: str,
+        event: msgspec.Struct,
+        msg_id: str | None = None,
+        *,
+        deadline: float = 30.0,
+        headers: dict[str, str] | None = None,
     ) -> PubAck:
-        return await self.publish_acked(subject, encode(event), msg_id, deadline=deadline)
+        return await self.publish_acked(subject, encode(event), msg_id, deadline=deadline, headers=headers)
+
+
+def _headers(msg_id: str | None, extra: dict[str, str] | None) -> dict[str, str] | None:
+    if extra:
+        return {**extra, MSG_ID: msg_id} if msg_id else dict(extra)
+    return {MSG_ID: msg_id} if msg_id else None

@@ -53,7 +53,7 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bus import Bucket, subjects
+from bus import Bucket, Publisher, subjects
 from bus.book_client import MD_SEQ_HEADER, SEQ_HEADER, BookState
 from bus.replay import replay
 from schemas import DecodeError, ResyncRequest, decode_as, encode
@@ -63,7 +63,6 @@ from schemas.data import OrderBookDepth10, QuoteTick
 from services.book_builder import STARTED_MONOTONIC
 from services.book_builder.config import SERVICE, BookBuilderSettings
 from services.book_builder.engine import BookEngine, depth_msg_id, quote_msg_id, status_msg_id
-from services.book_builder.publish import HeaderPublisher
 from services.runtime import Service
 
 MD_STREAM = "MD"
@@ -87,7 +86,7 @@ class BookBuilder(Service):
             resync_retry=settings.resync_retry,
             regression_threshold=settings.regression_threshold,
         )
-        self.out: HeaderPublisher | None = None
+        self.out: Publisher | None = None
         self.bucket: Bucket | None = None
         self.start_seq = 0
         self.end_seq_at_start = 0
@@ -120,20 +119,20 @@ class BookBuilder(Service):
     def quote(self, market: str, quote: QuoteTick, sequence: int, md_stream_seq: int) -> None:
         assert self.out is not None
         top = (quote.bid_price, quote.bid_size, quote.ask_price, quote.ask_size)
-        self.out.publish_with_headers_nowait(
+        self.out.publish_nowait(
             self._subjects_of(market)[0],
             encode(quote),
             quote_msg_id(market, sequence, top),
-            {SEQ_HEADER: str(sequence), MD_SEQ_HEADER: str(md_stream_seq)},
+            headers={SEQ_HEADER: str(sequence), MD_SEQ_HEADER: str(md_stream_seq)},
         )
 
     def depth(self, market: str, depth: OrderBookDepth10, md_stream_seq: int) -> None:
         assert self.out is not None
-        self.out.publish_with_headers_nowait(
+        self.out.publish_nowait(
             self._subjects_of(market)[1],
             encode(depth),
             depth_msg_id(market, depth),
-            {MD_SEQ_HEADER: str(md_stream_seq)},
+            headers={MD_SEQ_HEADER: str(md_stream_seq)},
         )
 
     def status(self, market: str, status: BookStatus) -> None:
@@ -142,11 +141,11 @@ class BookBuilder(Service):
             self.log.warning(
                 "book %s %s%s: %s", market, status.state, " (stale)" if status.stale else "", status.reason
             )
-        self.out.publish_with_headers_nowait(
+        self.out.publish_nowait(
             self._subjects_of(market)[2],
             encode(status),
             status_msg_id(market, status),
-            {MD_SEQ_HEADER: str(status.md_stream_seq)},
+            headers={MD_SEQ_HEADER: str(status.md_stream_seq)},
         )
 
     def resync(self, market: str, reason: str) -> None:
@@ -157,7 +156,7 @@ class BookBuilder(Service):
 
     async def setup(self) -> None:
         self.set_state("Recovering")
-        self.out = await HeaderPublisher(self.nc, self.js, name=f"{SERVICE}-out").start()
+        self.out = await Publisher(self.nc, self.js, name=f"{SERVICE}-out").start()
         self.bucket = await Bucket.open(self.js, self.cfg.bucket)
         own = self.cfg.ownership
         for market in sorted(own.markets):
