@@ -3,7 +3,8 @@
 
 These are not stream events of the Nautilus model and are not part of ``schemas.ALL_TYPES``:
 encode them with ``schemas.encode`` and decode them with ``schemas.decode_as(data, cls)``, where
-``cls`` is the request type, a reply union such as ``SignReply``, or ``SignatureAudit``.
+``cls`` is the request type, a reply union such as ``SignReply``, or ``SignatureAuditBatch`` (what
+the audit stream stores).
 
 Field conventions follow the rest of the bus: tagged structs (``"type"``), decimal strings for sizes
 and prices (validated by the signer, so a malformed value gets a structured error reply rather than
@@ -147,7 +148,7 @@ WhoamiResult = WhoamiReply | SignerError
 
 
 class SignatureAudit(SignerMessage, kw_only=True):
-    """One capability issued by the signer, on ``audit.signer.<account>`` (stream ``AUDIT``).
+    """One capability issued by the signer (carried in a ``SignatureAuditBatch``).
 
     ``op`` is ``order``, ``modify``, ``auth``, ``onboarding`` (a signature) or ``jwt`` (a bearer
     token handed out; the token itself is never recorded). ``fields`` holds what was signed as
@@ -168,6 +169,20 @@ class SignatureAudit(SignerMessage, kw_only=True):
     ts_init: UnixNanos
 
 
+class SignatureAuditBatch(SignerMessage, kw_only=True):
+    """What is stored on ``audit.signer.<account>`` (stream ``AUDIT``): the records of the
+    signatures one signer instance issued in one event-loop turn (one record when idle, up to a
+    few hundred under load). ``batch`` counts this instance's batches; with ``boot`` (random per
+    process start) it forms the Msg-Id, so a re-published batch is stored once."""
+
+    account: str
+    instance: str
+    boot: str
+    batch: int
+    records: list[SignatureAudit]
+    ts_init: UnixNanos
+
+
 SIGNER_TYPES: tuple[type[SignerMessage], ...] = (
     SignOrderRequest,
     SignModifyRequest,
@@ -180,4 +195,5 @@ SIGNER_TYPES: tuple[type[SignerMessage], ...] = (
     WhoamiReply,
     SignerError,
     SignatureAudit,
+    SignatureAuditBatch,
 )

@@ -7,11 +7,19 @@ so our (r, s) equal theirs bit for bit (tests prove it against starknet-py).
 
 This module is pure: it holds no key. The signer process owns the key and calls ``sign``; the
 simulator calls ``verify``.
+
+Speed (the signer's budget is >= 2,000 order signatures/s on one core): the nine Pedersen hashes of
+an order message stay native; ``sign`` computes ``k*G`` with a fixed-base comb over a table of
+precomputed multiples of the generator (built once, lazily, ~0.3 s) instead of a generic native
+scalar multiplication, derives the RFC-6979 nonce with one-shot ``hmac.digest`` calls, and needs a
+single modular inversion. Every step is checked against the generic implementations in the tests
+(and the §6.8 vectors), so results are bit-for-bit the same.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 from dataclasses import dataclass
@@ -43,6 +51,9 @@ def short_string(text: str) -> int:
     if len(raw) > 31:
         raise ValueError(f"short string longer than 31 characters: {text!r}")
     return int.from_bytes(raw, "big")
+
+
+_short_string_cached = lru_cache(maxsize=4096)(short_string)
 
 
 def felt(value: int | str) -> int:
@@ -148,9 +159,9 @@ class OrderFields:
         price = 0 if self.order_type == "MARKET" or not self.price else quantize(self.price)
         return [
             self.timestamp_ms,
-            short_string(self.market),
+            _short_string_cached(self.market),
             side_felt(self.side),
-            short_string(self.order_type),
+            _short_string_cached(self.order_type),
             quantize(self.size),
             price,
         ]
@@ -200,13 +211,162 @@ def _rfc6979_k(msg_hash: int, private_key: int, seed: int | None) -> int:
     if 1 <= msg_hash.bit_length() % 8 <= 4 and msg_hash.bit_length() >= 248:
         msg_hash *= 16
     extra = b"" if seed is None else seed.to_bytes(math.ceil(seed.bit_length() / 8), "big")
-    return generate_k(
-        EC_ORDER,
-        private_key,
-        hashlib.sha256,
-        msg_hash.to_bytes(math.ceil(msg_hash.bit_length() / 8), "big"),
-        extra_entropy=extra,
-    )
+    data = msg_hash.to_bytes(math.ceil(msg_hash.bit_length() / 8), "big")
+    if data and 0 < private_key < 2**256:
+        return _rfc6979_fast(private_key, data, extra)
+    return generate_k(EC_ORDER, private_key, hashlib.sha256, data, extra_entropy=extra)
+
+
+_QLEN = EC_ORDER.bit_length()  # 252
+_ROLEN = (_QLEN + 7) // 8  # 32 bytes: one SHA-256 output per candidate
+
+
+def _rfc6979_fast(private_key: int, data: bytes, extra: bytes) -> int:
+    """``ecdsa.rfc6979.generate_k(EC_ORDER, key, sha256, data, extra_entropy=extra)`` with one-shot
+    C-level HMACs (the generic version builds ~8 HMAC objects per nonce)."""
+    z1 = int.from_bytes(data, "big")
+    if len(data) * 8 > _QLEN:
+        z1 >>= len(data) * 8 - _QLEN
+    if z1 >= EC_ORDER:
+        z1 -= EC_ORDER
+    bx = private_key.to_bytes(_ROLEN, "big") + z1.to_bytes(_ROLEN, "big") + extra
+    v = b"\x01" * 32
+    k = hmac.digest(b"\x00" * 32, v + b"\x00" + bx, "sha256")
+    v = hmac.digest(k, v, "sha256")
+    k = hmac.digest(k, v + b"\x01" + bx, "sha256")
+    v = hmac.digest(k, v, "sha256")
+    while True:
+        v = hmac.digest(k, v, "sha256")
+        secret = int.from_bytes(v, "big") >> (8 * _ROLEN - _QLEN)
+        if 1 <= secret < EC_ORDER:
+            return secret
+        k = hmac.digest(k, v + b"\x00", "sha256")
+        v = hmac.digest(k, v, "sha256")
+
+
+# --- fixed-base scalar multiplication k*G ----------------------------------------------------------
+# STARK curve y^2 = x^3 + x + BETA over FIELD_PRIME. The comb splits k into 23 digits of 11 bits;
+# table row i holds d * 2^(11 i) * G (d = 1..2047) in affine coordinates, so k*G is at most 23 mixed
+# Jacobian+affine additions and one inversion -- about twice as fast as the native generic multiply.
+# The table (47k points, ~8 MB) is built once on first use in ~0.3 s.
+
+EC_GEN = (
+    0x1EF15C18599971B7BECED415A40F0C7DEACFD9B0D1819E03D723D8BC943CFCA,
+    0x5668060AA49730B7BE4801DF46EC62DE53ECD11ABE43A32873000C36E8DC1F,
+)
+ALPHA = 1
+BETA = 0x6F21413EFBE40DE150E596D72F7A8C5609AD26C15C915C1F4CDFCB99CEE9E89
+
+_COMB_BITS = 11
+_COMB_MASK = (1 << _COMB_BITS) - 1
+_COMB_ROWS = -(-EC_ORDER.bit_length() // _COMB_BITS)
+
+_Affine = tuple[int, int]
+_Jacobian = tuple[int, int, int]
+
+
+def _affine_double(pt: _Affine) -> _Affine:
+    p = FIELD_PRIME
+    x1, y1 = pt
+    m = (3 * x1 * x1 + ALPHA) * pow(2 * y1, -1, p) % p
+    x3 = (m * m - 2 * x1) % p
+    return x3, (m * (x1 - x3) - y1) % p
+
+
+def _madd(acc: _Jacobian, pt: _Affine) -> _Jacobian | None:
+    """Jacobian + affine (madd-2007-bl); None when the points share x (doubling or cancellation),
+    which callers rule out."""
+    p = FIELD_PRIME
+    x1, y1, z1 = acc
+    x2, y2 = pt
+    z1z1 = z1 * z1 % p
+    h = (x2 * z1z1 - x1) % p
+    if h == 0:
+        return None
+    rr = (y2 * z1 * z1z1 - y1) % p
+    hh = h * h % p
+    hhh = h * hh % p
+    v = x1 * hh % p
+    x3 = (rr * rr - hhh - 2 * v) % p
+    return x3, (rr * (v - x3) - y1 * hhh) % p, z1 * h % p
+
+
+def _normalize(points: list[_Jacobian]) -> list[_Affine]:
+    """Jacobian -> affine for many points with one inversion (Montgomery's trick)."""
+    p = FIELD_PRIME
+    prefix = [1] * (len(points) + 1)
+    for i, (_, _, z) in enumerate(points):
+        prefix[i + 1] = prefix[i] * z % p
+    inv = pow(prefix[-1], -1, p)
+    out: list[_Affine] = [(0, 0)] * len(points)
+    for i in range(len(points) - 1, -1, -1):
+        x, y, z = points[i]
+        zi = inv * prefix[i] % p
+        inv = inv * z % p
+        zi2 = zi * zi % p
+        out[i] = (x * zi2 % p, y * zi2 * zi % p)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _generator_table() -> tuple[tuple[_Affine, ...], ...]:
+    rows: list[tuple[_Affine, ...]] = []
+    base: _Affine = EC_GEN
+    for _ in range(_COMB_ROWS):
+        # d*base for d = 1.._COMB_MASK+1; consecutive multiples of a point of prime order never
+        # share an x-coordinate with base for d >= 2, so madd is always defined.
+        two = _affine_double(base)
+        jac: list[_Jacobian] = [(base[0], base[1], 1), (two[0], two[1], 1)]
+        for _d in range(3, _COMB_MASK + 2):
+            nxt = _madd(jac[-1], base)
+            if nxt is None:
+                raise ArithmeticError("generator table: unexpected point coincidence")
+            jac.append(nxt)
+        affine = _normalize(jac)
+        rows.append((base, *affine[:-1]))  # index d -> d*base (index 0 unused)
+        base = affine[-1]  # 2^_COMB_BITS * base
+    return tuple(rows)
+
+
+def _mul_generator_x(k: int) -> int:
+    """x(k*G) for 1 <= k < EC_ORDER (the ``r`` of a signature)."""
+    table = _generator_table()
+    p = FIELD_PRIME
+    acc_x = acc_y = acc_z = 0
+    started = False
+    i = 0
+    while k:
+        d = k & _COMB_MASK
+        k >>= _COMB_BITS
+        if d:
+            x2, y2 = table[i][d]
+            if started:
+                # madd-2007-bl inlined (this loop is the signer's hot path). For 1 <= k < n the
+                # partial sum never meets the added point or its negation (that needs a multiple
+                # of n below k), so h != 0; the check only guards against a broken table.
+                z1z1 = acc_z * acc_z % p
+                h = (x2 * z1z1 - acc_x) % p
+                if h == 0:
+                    raise ArithmeticError("fixed-base multiplication hit an exceptional case")
+                rr = (y2 * acc_z * z1z1 - acc_y) % p
+                hh = h * h % p
+                hhh = h * hh % p
+                v = acc_x * hh % p
+                acc_x = (rr * rr - hhh - 2 * v) % p
+                acc_y = (rr * (v - acc_x) - acc_y * hhh) % p
+                acc_z = acc_z * h % p
+            else:
+                acc_x, acc_y, acc_z, started = x2, y2, 1, True
+        i += 1
+    if not started:
+        raise ValueError("k must be in [1, EC_ORDER)")
+    zi = pow(acc_z, -1, p)
+    return acc_x * zi * zi % p
+
+
+def warm_up() -> None:
+    """Build the fixed-base table now (e.g. in a thread at process start) instead of on first use."""
+    _generator_table()
 
 
 def sign(msg_hash: int, private_key: int, seed: int | None = 32) -> tuple[int, int]:
@@ -214,19 +374,24 @@ def sign(msg_hash: int, private_key: int, seed: int | None = 32) -> tuple[int, i
     ``message_signature``: r = x(k*G), s = k^-1 (z + r*d) mod n."""
     if not 0 <= msg_hash < 2**N_ELEMENT_BITS_ECDSA:
         raise ValueError("message hash out of range")
+    if not 0 < private_key < EC_ORDER:
+        raise ValueError("private key out of range")
+    n = EC_ORDER
     while True:
         k = _rfc6979_k(msg_hash, private_key, seed)
         seed = 1 if seed is None else seed + 1
-        r = public_key(k)  # x-coordinate of k*G, computed natively
+        r = _mul_generator_x(k)
         if not 1 <= r < 2**N_ELEMENT_BITS_ECDSA:
             continue
-        zrd = (msg_hash + r * private_key) % EC_ORDER
+        zrd = (msg_hash + r * private_key) % n
         if zrd == 0:
             continue
-        w = (k * pow(zrd, -1, EC_ORDER)) % EC_ORDER
+        # One inversion for both k^-1 and zrd^-1: t = (k * zrd)^-1.
+        t = pow(k * zrd % n, -1, n)
+        w = k * k % n * t % n  # = k / zrd
         if not 1 <= w < 2**N_ELEMENT_BITS_ECDSA:
             continue
-        return r, pow(w, -1, EC_ORDER)
+        return r, zrd * zrd % n * t % n  # s = zrd / k = w^-1
 
 
 def verify(msg_hash: int, r: int, s: int, pub_key: int) -> bool:
