@@ -213,7 +213,7 @@ def permissions_for(user: str, *, shared_inbox: bool = True) -> Permissions:
             perms = Permissions(
                 perms.publish_allow,
                 perms.publish_deny,
-                tuple(s if s != "_INBOX.>" else f"_INBOX_{user}.>" for s in perms.subscribe_allow),
+                tuple(s if s != "_INBOX.>" else f"{user_inbox_prefix(user)}.>" for s in perms.subscribe_allow),
                 perms.subscribe_deny,
                 perms.allow_responses,
             )
@@ -309,7 +309,7 @@ def write_stack_auth(nats_dir: Path | str, *, shared_inbox: bool = True) -> Stac
 def prepare_stack_auth(nats_dir: Path | str) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """What ``services.stack`` calls: writes the files and returns ``({service: (user, password)},
     {"users": path, "config": path})``; every role, including ``admin`` and ``consumer``, is present."""
-    sa = write_stack_auth(nats_dir)
+    sa = write_stack_auth(nats_dir, shared_inbox=False)
     return (
         {user: (user, pw) for user, pw in sa.credentials.items()},
         {"users": str(sa.users_path), "config": str(sa.conf_path)},
@@ -319,4 +319,14 @@ def prepare_stack_auth(nats_dir: Path | str) -> tuple[dict[str, tuple[str, str]]
 def service_env(user: str, password: str) -> dict[str, str]:
     """Environment for a process connecting as ``user`` (``bus.connect`` reads ``NATS_USER`` and
     ``NATS_PASSWORD``; ``NATS_PRIVATE_INBOX`` is where ``SignerClient`` takes replies)."""
-    return {"NATS_USER": user, "NATS_PASSWORD": password, "NATS_PRIVATE_INBOX": private_inbox(user)}
+    return {
+        "NATS_USER": user,
+        "NATS_PASSWORD": password,
+        "NATS_PRIVATE_INBOX": private_inbox(user),
+        "NATS_INBOX_PREFIX": user_inbox_prefix(user),
+    }
+
+
+def user_inbox_prefix(user: str) -> str:
+    """The ``inbox_prefix`` a user connects with when the shared ``_INBOX.>`` is not allowed."""
+    return f"_INBOX_{user}"

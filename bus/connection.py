@@ -24,13 +24,15 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 @dataclass(frozen=True)
 class NatsSettings:
     """Where and how to connect; ``from_env`` reads ``NATS_URL``, ``NATS_USER``/``NATS_PASSWORD``,
-    ``NATS_TOKEN`` and ``NATS_CREDS`` (comma-separated URLs form a cluster seed list)."""
+    ``NATS_TOKEN``, ``NATS_CREDS`` and ``NATS_INBOX_PREFIX`` (comma-separated URLs form a cluster
+    seed list)."""
 
     servers: tuple[str, ...] = (DEFAULT_NATS_URL,)
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     creds_file: str | None = None
+    inbox_prefix: str | None = None
     connect_timeout: float = 2.0
     reconnect_time_wait: float = 0.25
     ping_interval: float = 10.0
@@ -54,6 +56,7 @@ class NatsSettings:
             password=pick("NATS_PASSWORD"),
             token=pick("NATS_TOKEN"),
             creds_file=pick("NATS_CREDS"),
+            inbox_prefix=pick("NATS_INBOX_PREFIX"),
         )
 
 
@@ -110,6 +113,10 @@ async def connect(
         options["token"] = s.token
     if s.creds_file:
         options["user_credentials"] = s.creds_file
+    if s.inbox_prefix:
+        # Replies (JetStream API, pull deliveries, requests) then land on a prefix only this user
+        # may subscribe to; see bus/auth.py.
+        options["inbox_prefix"] = s.inbox_prefix
     return await nats.connect(**options)  # type: ignore[arg-type]
 
 

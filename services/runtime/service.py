@@ -51,6 +51,10 @@ class Service:
 
     # -- hooks ----------------------------------------------------------------------------------
 
+    async def preflight(self) -> None:
+        """Checks that must pass before the process joins the bus (e.g. the signer's key); runs
+        before NATS is connected, so a misconfiguration fails fast even while NATS is down."""
+
     async def setup(self) -> None:
         """Create consumers, connections, state. Runs after NATS is connected."""
 
@@ -93,6 +97,8 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+
+        await self.preflight()
 
         async def reconnected() -> None:
             await self.on_nats_reconnect()

@@ -69,7 +69,7 @@ class SignerService(Service):
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def setup(self) -> None:
+    async def preflight(self) -> None:
         custody.harden_process()
         self.rest = self._rest_client()
         l1_configured = any(os.environ.get(v) for v in (custody.L1_KEY_ENV, custody.L1_KEY_FILE_ENV))

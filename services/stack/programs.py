@@ -11,6 +11,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 
+from bus import auth
 from services.stack.layout import ROOT, StackLayout
 
 
@@ -106,7 +107,7 @@ def programs(layout: StackLayout, creds: dict[str, tuple[str, str]] | None = Non
             continue
         env = {**base, **extra, "METRICS_PORT": str(port)}
         if creds and name in creds:
-            env["NATS_USER"], env["NATS_PASSWORD"] = creds[name]
+            env.update(auth.service_env(*creds[name]))
         out.append(Program(name, [py, "-m", module], env=env, numprocs=n, priority=100 + len(out)))
         port += max(n, 1) * 2
     return out
