@@ -1,0 +1,1 @@
+"""Examples of using paradex-bus from other programs (run them from the project root)."""
