@@ -41,7 +41,7 @@ from pathlib import Path
 from bus.streams import BUCKETS, STREAMS
 
 SERVICE_ROLES = ("feed-handler", "book-builder", "order-router", "reconciler", "signer")
-ROLES = (*SERVICE_ROLES, "admin", "consumer")
+ROLES = (*SERVICE_ROLES, "admin", "consumer", "trader")
 USERS_FILE = "users.json"
 AUTH_CONF = "auth.conf"
 PRIVATE_INBOX_ROOT = "_PRIV"
@@ -195,6 +195,8 @@ def permissions_for(user: str, *, shared_inbox: bool = True) -> Permissions:
         perms = ADMIN
     elif user == "consumer":
         perms = CONSUMER
+    elif user == "trader":
+        perms = TRADER
     elif user in ROLE_PERMISSIONS:
         perms = _service_base(user).merged(ROLE_PERMISSIONS[user])
     else:
@@ -330,3 +332,19 @@ def service_env(user: str, password: str) -> dict[str, str]:
 def user_inbox_prefix(user: str) -> str:
     """The ``inbox_prefix`` a user connects with when the shared ``_INBOX.>`` is not allowed."""
     return f"_INBOX_{user}"
+
+# A strategy process (e.g. a Nautilus TradingNode): everything a consumer may do, plus sending
+# commands and asking for a reconciliation -- but never signatures, audit or market-data publishing.
+TRADER = Permissions(
+    publish_allow=(
+        "book.paradex.snapshot.>",
+        "cmd.paradex.>",
+        "ctl.reconcile.>",
+        *js_read("MD", "BOOK", "EXEC", "REF", manage=False),
+        *js_read("CMD", manage=False),
+        *js_provision(),
+    ),
+    publish_deny=("signer.>", "audit.>", "exec.>", "md.>", "ref.>", "$KV.>"),
+    subscribe_allow=("md.>", "book.>", "exec.>", "ref.>", "svc.>", "_INBOX.>", f"{private_inbox('trader')}.>"),
+    subscribe_deny=("cmd.>", "signer.>", "audit.>"),
+)
