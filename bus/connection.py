@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -19,6 +21,40 @@ from nats.js import JetStreamContext
 log = logging.getLogger("bus.connection")
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+# Synchronous callbacks run first when a connection drops, before nats-py reconnects and replays its
+# outgoing buffer (the publisher uses this to keep per-subject order across reconnects).
+_disconnect_listeners: weakref.WeakKeyDictionary[NATS, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
+
+
+def _run_listeners(nc: NATS | None) -> None:
+    for cb in list(_disconnect_listeners.get(nc, ())) if nc is not None else ():
+        try:
+            cb()
+        except Exception:  # one listener must not stop the others or the reconnect
+            log.exception("disconnect listener failed")
+
+
+def add_disconnect_listener(nc: NATS, cb: Callable[[], None]) -> bool:
+    """Run ``cb()`` first whenever ``nc`` loses its connection. Connections made by ``connect``
+    support this natively; for others nats-py's (pinned 2.16) callback is chained. Returns False
+    when that is impossible (the caller then falls back to polling ``nc.is_connected``)."""
+    listeners = _disconnect_listeners.get(nc)
+    if listeners is None:
+        client: Any = nc
+        if not hasattr(client, "_disconnected_cb"):
+            return False
+        listeners = _disconnect_listeners[nc] = []
+        previous = client._disconnected_cb
+
+        async def chained() -> None:
+            _run_listeners(nc)
+            if previous is not None:
+                await previous()
+
+        client._disconnected_cb = chained
+    listeners.append(cb)
+    return True
 
 
 @dataclass(frozen=True)
@@ -75,11 +111,13 @@ async def connect(
     error (``nats.errors.NoServersError``) instead of a hang.
     """
     s = settings or NatsSettings.from_env()
+    created: list[NATS] = []
 
     async def _error_cb(exc: Exception) -> None:
         log.warning("nats error (%s): %s", name, exc)
 
     async def _disconnected_cb() -> None:
+        _run_listeners(created[0] if created else None)
         log.warning("nats disconnected (%s)", name)
         if on_disconnect is not None:
             await on_disconnect()
@@ -117,7 +155,10 @@ async def connect(
         # Replies (JetStream API, pull deliveries, requests) then land on a prefix only this user
         # may subscribe to; see bus/auth.py.
         options["inbox_prefix"] = s.inbox_prefix
-    return await nats.connect(**options)  # type: ignore[arg-type]
+    nc = await nats.connect(**options)  # type: ignore[arg-type]
+    _disconnect_listeners[nc] = []
+    created.append(nc)
+    return nc
 
 
 def jetstream(nc: NATS, timeout: float = 5.0) -> JetStreamContext:

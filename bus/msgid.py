@@ -7,6 +7,18 @@ or by the order router and the reconciler -- gets the same id, so JetStream stor
 
 from __future__ import annotations
 
+import uuid
+
+# Event ids are derived from Msg-Ids so the same fact carries the same ``event_id`` whoever builds
+# it. They are uuid5 digests stamped as version 4, because Nautilus's ``UUID4`` refuses any other
+# version (the bits stay deterministic).
+EVENT_ID_NAMESPACE = uuid.UUID("9d5f1f5e-6a43-4b51-9a55-5d0f6c1f2a11")
+
+
+def event_uuid(msg_id: str) -> str:
+    """The deterministic ``event_id`` / ``report_id`` of the fact behind ``msg_id``."""
+    return str(uuid.UUID(bytes=uuid.uuid5(EVENT_ID_NAMESPACE, msg_id).bytes, version=4))
+
 
 def trade(market: str, trade_id: str) -> str:
     return f"pdx:trade:{market}:{trade_id}"

@@ -14,6 +14,7 @@ from msgspec import UNSET, UnsetType
 from schemas.base import (
     AccountIdStr,
     CurrencyStr,
+    DecimalStr,
     Event,
     Identifier,
     InfoDict,
@@ -208,15 +209,17 @@ class OrderFilled(OrderEvent, kw_only=True):
 
 
 class AccountBalance(msgspec.Struct, tag_field="type", tag=True, kw_only=True, gc=False):
-    total: MoneyStr
-    locked: MoneyStr
-    free: MoneyStr
+    """Amounts are plain decimals at the currency's precision, as Nautilus writes them."""
+
+    total: DecimalStr
+    locked: DecimalStr
+    free: DecimalStr
     currency: CurrencyStr
 
 
 class MarginBalance(msgspec.Struct, tag_field="type", tag=True, kw_only=True, gc=False):
-    initial: MoneyStr
-    maintenance: MoneyStr
+    initial: DecimalStr
+    maintenance: DecimalStr
     currency: CurrencyStr
     instrument_id: InstrumentIdStr
 

@@ -54,7 +54,7 @@ CLOSED_STATUSES = frozenset({DENIED, REJECTED, CANCELED, EXPIRED, FILLED})
 IN_FLIGHT_STATUSES = frozenset({SUBMITTED, PENDING_UPDATE, PENDING_CANCEL})
 
 # (from, to) pairs Nautilus allows; the target of a fill depends on quantity and is checked separately.
-_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
     {
         (INITIALIZED, DENIED),
         (INITIALIZED, SUBMITTED),
@@ -274,14 +274,14 @@ class ExecProjection:
         if target is None:
             return self._problem("not_an_order_event", o)
         if target in (PENDING_UPDATE, PENDING_CANCEL):
-            if (o.status, target) not in _ALLOWED:
+            if (o.status, target) not in ALLOWED_TRANSITIONS:
                 return self._problem("illegal_transition", o)
             if o.status not in (PENDING_UPDATE, PENDING_CANCEL):
                 o.previous_status = o.status
             o.status = target
         elif target == ACCEPTED and o.status in (PENDING_UPDATE, PENDING_CANCEL, PARTIALLY_FILLED, TRIGGERED):
             pass  # an accept that arrives late (after fills or a pending request) changes nothing
-        elif (o.status, target) in _ALLOWED:
+        elif (o.status, target) in ALLOWED_TRANSITIONS:
             o.status = target
             o.previous_status = None
         else:

@@ -421,32 +421,15 @@ def _order_out(order: Order) -> dict[str, Any]:
     return ne.OrderInitialized.to_dict(order.init_event)
 
 
-def _spells_currency(struct: type) -> bool:
-    """Does the schema write balances as ``"100.00000000 USDC"`` (True) or as Nautilus does, ``"100.00000000"``?"""
-    info = msgspec.inspect.type_info(struct)
-    pattern = getattr(getattr(info.fields[0], "type", None), "pattern", None) or ""  # type: ignore[attr-defined]
-    return " " in pattern
-
-
-_BALANCE_SPELLS_CCY = _spells_currency(s.AccountBalance)
-
-
-def _amount_of(text: str, code: str) -> str:
-    amount, _, ccy = text.partition(" ")
-    if ccy and ccy != code:
-        raise ConversionError(f"balance {text!r} is not in {code}")
-    return amount
-
-
 def _account_in(ev: s.AccountState) -> ne.AccountState:
     balances = []
     for b in ev.balances:
         ccy = currency(b.currency)
         balances.append(
             AccountBalance(
-                _money_amount(_amount_of(b.total, b.currency), ccy),
-                _money_amount(_amount_of(b.locked, b.currency), ccy),
-                _money_amount(_amount_of(b.free, b.currency), ccy),
+                _money_amount(b.total, ccy),
+                _money_amount(b.locked, ccy),
+                _money_amount(b.free, ccy),
             )
         )
     margins = []
@@ -454,8 +437,8 @@ def _account_in(ev: s.AccountState) -> ne.AccountState:
         ccy = currency(m.currency)
         margins.append(
             MarginBalance(
-                _money_amount(_amount_of(m.initial, m.currency), ccy),
-                _money_amount(_amount_of(m.maintenance, m.currency), ccy),
+                _money_amount(m.initial, ccy),
+                _money_amount(m.maintenance, ccy),
                 InstrumentId.from_str(m.instrument_id),
             )
         )
@@ -474,18 +457,7 @@ def _account_in(ev: s.AccountState) -> ne.AccountState:
 
 
 def _account_out(obj: ne.AccountState) -> dict[str, Any]:
-    d = ne.AccountState.to_dict(obj)
-
-    def spell(amount: str, code: str) -> str:
-        return f"{amount} {code}" if _BALANCE_SPELLS_CCY else amount
-
-    for b in d["balances"]:
-        for k in ("total", "locked", "free"):
-            b[k] = spell(b[k], b["currency"])
-    for m in d["margins"]:
-        for k in ("initial", "maintenance"):
-            m[k] = spell(m[k], m["currency"])
-    return d
+    return ne.AccountState.to_dict(obj)
 
 
 # -- reports -----------------------------------------------------------------------------------

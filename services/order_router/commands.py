@@ -36,6 +36,7 @@ from typing import Any
 
 import schemas as s
 from bus import Publisher, msgid, subjects
+from bus.msgid import event_uuid
 from schemas.enums import OrderSide
 from services.execution import projection as P
 from services.execution.projection import OrderView
@@ -52,7 +53,7 @@ from services.order_router.mapping import (
     venue_order_spec,
 )
 from services.order_router.market_data import MarketData
-from services.order_router.orders import OrderStore, PendingModify, base_fields, event_uuid
+from services.order_router.orders import OrderStore, PendingModify, base_fields
 from services.order_router.settings import RouterSettings
 from services.order_router.transitions import Transitions, legal
 from services.order_router.venue import NotSent, SignerFailed, Venue

@@ -349,13 +349,18 @@ def venue_order_spec(order: OrderInitialized, params: dict[str, str] | None = No
 # -- venue -> Nautilus ----------------------------------------------------------------------------
 
 
-def money(fee: str, currency: str = "USDC") -> str:
-    """A venue fee as Nautilus Money: 8 decimals and the currency, ``"0.09750000 USDC"``."""
+def amount(value: str) -> str:
+    """A venue amount at USDC's 8 decimals, ``"0.09750000"`` (unreadable input counts as 0)."""
     try:
-        d = Decimal(fee or "0").quantize(Q8)
+        d = Decimal(value or "0").quantize(Q8)
     except InvalidOperation:
         d = Decimal(0).quantize(Q8)
-    return f"{d:f} {(currency or 'USDC').upper()}"
+    return f"{d:f}"
+
+
+def money(fee: str, currency: str = "USDC") -> str:
+    """A venue fee as Nautilus Money: 8 decimals and the currency, ``"0.09750000 USDC"``."""
+    return f"{amount(fee)} {(currency or 'USDC').upper()}"
 
 
 def fmt(value: str, precision: int | None) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +26,7 @@ from nats.js import JetStreamContext
 
 import schemas as s
 from bus import Publisher, msgid, subjects
+from bus.msgid import event_uuid
 from bus.publisher import MSG_ID
 from bus.replay import replay
 from services.execution import projection as P
@@ -34,8 +34,6 @@ from services.execution.projection import ExecProjection, OrderView
 from services.order_router.counters import BufferedMetrics
 from services.order_router.latency import LatencyTracker
 from services.runtime import Metrics, Problems
-
-_NS = uuid.UUID("9d5f1f5e-6a43-4b51-9a55-5d0f6c1f2a11")
 
 ONE_PER_ORDER = frozenset(
     {
@@ -50,11 +48,6 @@ ONE_PER_ORDER = frozenset(
     }
 )
 BY_COMMAND = frozenset({"OrderPendingCancel", "OrderPendingUpdate", "OrderCancelRejected", "OrderModifyRejected"})
-
-
-def event_uuid(msg_id: str) -> str:
-    """A deterministic event id: the same fact gets the same ``event_id`` whoever builds it."""
-    return str(uuid.uuid5(_NS, msg_id))
 
 
 @dataclass

@@ -33,6 +33,7 @@ from nats.aio.client import Client as NATS
 
 import schemas as s
 from bus import Publisher, msgid, subjects
+from bus.msgid import event_uuid
 from schemas.enums import PositionSideCode
 from services.order_router.counters import BufferedMetrics
 from services.order_router.inflight import Resolver
@@ -40,14 +41,13 @@ from services.order_router.mapping import (
     Q8,
     VenueAccount,
     account_decoder,
+    amount,
     fill_decoder,
     fmt,
-    money,
     order_decoder,
     position_decoder,
 )
 from services.order_router.market_data import MarketData
-from services.order_router.orders import event_uuid
 from services.order_router.transitions import Transitions
 from services.order_router.venue import Signer, Venue
 from services.paradex.rest import ParadexError, UnknownOutcome
@@ -307,9 +307,9 @@ class PrivateStream:
             base_currency=ccy,
             balances=[
                 s.AccountBalance(
-                    total=money(str(total), ccy),
-                    locked=money(str(total - free), ccy),
-                    free=money(str(free), ccy),
+                    total=amount(str(total)),
+                    locked=amount(str(total - free)),
+                    free=amount(str(free)),
                     currency=ccy,
                 )
             ],

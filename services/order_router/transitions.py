@@ -29,6 +29,7 @@ import time
 from decimal import Decimal
 
 import schemas as s
+from bus.msgid import event_uuid
 from schemas.enums import LiquiditySide, OrderType
 from services.execution import projection as P
 from services.execution.projection import OrderView
@@ -47,7 +48,7 @@ from services.order_router.mapping import (
     money,
 )
 from services.order_router.market_data import MarketData
-from services.order_router.orders import OrderStore, base_fields, event_uuid
+from services.order_router.orders import OrderStore, base_fields
 from services.runtime import Metrics, Problems
 
 _MODIFY_DONE = ("SUCCESS", "PROCESSED", "REJECTED")
@@ -337,7 +338,7 @@ class Transitions:
 
 def legal(status: str, target: str) -> bool:
     """Whether Nautilus's state machine (the projection's shared table) allows ``status -> target``."""
-    return (status, target) in P._ALLOWED
+    return (status, target) in P.ALLOWED_TRANSITIONS
 
 
 def allowed_or_late(status: str, target: str) -> bool:

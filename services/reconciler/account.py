@@ -21,8 +21,9 @@ from nats.js import JetStreamContext
 
 import schemas as s
 from bus import msgid, subjects
+from bus.msgid import event_uuid
 from bus.replay import last_message
-from services.reconciler.build import EventBuilder, event_uuid
+from services.reconciler.build import EventBuilder
 from services.reconciler.emit import Emitter
 from services.reconciler.fetch import Fetcher, Unknown
 from services.reconciler.instruments import Instruments, plain
@@ -93,7 +94,7 @@ class AccountCheck:
     def account_state(self, balance: Decimal, summary: dict[str, Any]) -> s.AccountState:
         """The router's AccountState of the same venue facts: total = account value, free = free
         collateral, locked = the difference; ``info`` carries the raw figures and the cash balance."""
-        money = self.instruments.money
+        amount = self.instruments.amount
         total = Decimal(str(summary.get("account_value") or "0")).quantize(Q8)
         free = Decimal(str(summary.get("free_collateral") or "0")).quantize(Q8)
         ccy = str(summary.get("settlement_asset") or "USDC").upper()
@@ -120,7 +121,7 @@ class AccountCheck:
             base_currency=ccy,
             balances=[
                 s.AccountBalance(
-                    total=money(total, ccy), locked=money(total - free, ccy), free=money(free, ccy), currency=ccy
+                    total=amount(total), locked=amount(total - free), free=amount(free), currency=ccy
                 )
             ],
             reported=True,

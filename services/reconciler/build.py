@@ -104,18 +104,8 @@ def ns(ms: int, fallback: int) -> int:
     return ms * 1_000_000 if ms > 0 else fallback
 
 
-# The order router's namespace (services/order_router/orders.py ``event_uuid``): the same fact gets
-# the same ``event_id`` whichever process builds it.
-EVENT_ID_NAMESPACE = uuid.UUID("9d5f1f5e-6a43-4b51-9a55-5d0f6c1f2a11")
-
-
 def new_uuid() -> str:
     return str(uuid.uuid4())
-
-
-def event_uuid(msg_id: str) -> str:
-    """The deterministic event / report id of the fact behind ``msg_id``."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, msg_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from typing import Any
 
 import schemas as s
 from bus import msgid
+from bus.msgid import event_uuid
 from services.execution.projection import (
     ACCEPTED,
     INITIALIZED,
@@ -58,7 +59,6 @@ from services.reconciler.build import (
     EventBuilder,
     OrderIdentity,
     closed_kind,
-    event_uuid,
     external_client_order_id,
     nautilus_type,
     valid_client_order_id,

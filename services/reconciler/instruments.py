@@ -105,3 +105,8 @@ class Instruments:
     @staticmethod
     def money(value: Decimal, currency: str) -> str:
         return f"{_fmt(value, MONEY_DECIMALS)} {currency}"
+
+    @staticmethod
+    def amount(value: Decimal) -> str:
+        """A balance amount as Nautilus writes it: the currency's 8 decimals, no currency code."""
+        return _fmt(value, MONEY_DECIMALS)

@@ -14,7 +14,8 @@ from collections import Counter
 from typing import Any
 
 import schemas as s
-from services.reconciler.build import EventBuilder, event_uuid
+from bus.msgid import event_uuid
+from services.reconciler.build import EventBuilder
 from services.reconciler.compare import Plan, Snapshot, merge_orders
 from services.reconciler.venue import TRADE_FILL_TYPES
 

@@ -106,7 +106,9 @@ class Service:
         self.nc = await connect(f"{s.service}-{s.instance}", s.nats, on_reconnect=reconnected)
         self.js = jetstream(self.nc)
         await ensure_streams(self.js)
-        self.publisher = await Publisher(self.nc, self.js, name=f"{s.service}-publisher").start()
+        self.publisher = await Publisher(
+            self.nc, self.js, name=f"{s.service}-publisher", max_buffer=s.publish_buffer, report=self.problems.report
+        ).start()
         self.health = HealthReporter(self.nc, self.js, s.service, s.instance, self.health_snapshot, s.health_interval)
         self.health.start()
         self.log.info("starting", extra={"ctx": {"nats": ",".join(s.nats.servers)}})

@@ -65,6 +65,7 @@ class CommonSettings:
     ws_url: str = SIM_WS_URL
     account: str = ""
     drain_timeout: float = 10.0
+    publish_buffer: int = 200_000
 
     @classmethod
     def from_env(cls, service: str, env: dict[str, str] | None = None) -> CommonSettings:
@@ -90,4 +91,5 @@ def common_kwargs(service: str, env: dict[str, str] | None = None) -> dict[str, 
         "ws_url": env_str("PARADEX_WS_URL", ws_default, e),
         "account": env_str("PARADEX_ACCOUNT", "", e).lower(),
         "drain_timeout": env_float("DRAIN_TIMEOUT", 10.0, e),
+        "publish_buffer": env_int("PUBLISH_BUFFER", 200_000, e),
     }

@@ -166,12 +166,12 @@ class BusVenue:
 
     async def publish_account(self, total: Decimal) -> None:
         now = time.time_ns()
-        amount = f"{total:.8f} USDC"
+        amount = f"{total:.8f}"
         state = s.AccountState(
             account_id=self.account_id,
             account_type="MARGIN",
             base_currency="USDC",
-            balances=[s.AccountBalance(total=amount, locked="0.00000000 USDC", free=amount, currency="USDC")],
+            balances=[s.AccountBalance(total=amount, locked="0.00000000", free=amount, currency="USDC")],
             reported=True,
             event_id=_uuid(),
             ts_event=now,

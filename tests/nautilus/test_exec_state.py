@@ -152,7 +152,7 @@ def test_fill_reports_and_positions() -> None:
 
 
 def test_account_state_keeps_the_newest_of_this_account() -> None:
-    bal = [s.AccountBalance(total="1.00000000 USDC", locked="0.00000000 USDC", free="1.00000000 USDC", currency="USDC")]
+    bal = [s.AccountBalance(total="1.00000000", locked="0.00000000", free="1.00000000", currency="USDC")]
     a1 = s.AccountState(account_id=ACCT, balances=bal, event_id=UUID, ts_event=TS + 2, ts_init=TS)
     st = fold(a1, R(a1, ts_event=TS + 1), R(a1, account_id="PARADEX-0xother", ts_event=TS + 9))
     assert st.account_state == a1 and st.last_seq == 3

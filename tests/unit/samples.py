@@ -231,12 +231,12 @@ SAMPLES: list[s.Event] = [
         base_currency="USDC",
         balances=[
             s.AccountBalance(
-                total="100.00000000 USDC", locked="10.00000000 USDC", free="90.00000000 USDC", currency="USDC"
+                total="100.00000000", locked="10.00000000", free="90.00000000", currency="USDC"
             )
         ],
         margins=[
             s.MarginBalance(
-                initial="1.00000000 USDC", maintenance="0.50000000 USDC", currency="USDC", instrument_id=IID
+                initial="1.00000000", maintenance="0.50000000", currency="USDC", instrument_id=IID
             )
         ],
         info={"x": "1"},
