@@ -106,6 +106,7 @@ class OrderStore:
         self.in_flight_coids: set[str] = set()
         self.init_event_ids: dict[str, str] = {}
         self.seen_commands = SeenCommands()
+        self.applied = SeenCommands(limit=500_000)  # Msg-Ids of facts already folded in
         self.latency = LatencyTracker()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}
@@ -247,6 +248,8 @@ class OrderStore:
 
     def _apply(self, event: Any, mid: str, stream_seq: int = 0) -> P.Applied:
         kind = type(event).__name__
+        if mid:
+            self.applied.add(mid)
         res = self.proj.apply(event, stream_seq)
         coid = event.client_order_id
         if not res.ok:
@@ -310,6 +313,42 @@ class OrderStore:
                 t = self.track(o.client_order_id)
                 t.pending_modify = PendingModify(mid.rsplit(":", 1)[1], None, None, None)
         return n
+
+
+    async def follow(self, start_seq: int) -> None:
+        """Fold in order facts stored by others (the reconciler's corrections, a previous or
+        standby instance) as they arrive, so this process's view never goes stale. Facts this
+        process stored itself are recognised by Msg-Id; the per-order lock makes sure the writer
+        has folded its own event before the follower looks."""
+        while True:
+            try:
+                async for m in replay(self.js, subjects.exec_orders(self.account), stream="EXEC",
+                                      start_seq=start_seq, follow=True):
+                    start_seq = m.stream_seq + 1
+                    await self._fold_foreign(m)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a NATS hiccup: follow again from where we were
+                self.problems.report("exec_follow_failed", error=repr(exc), resume_at=start_seq)
+                await asyncio.sleep(1.0)
+
+    async def _fold_foreign(self, m: Any) -> None:
+        mid = m.msg_id or ""
+        if mid and mid in self.applied:
+            return
+        try:
+            ev = m.event
+        except s.DecodeError:
+            self.problems.report("undecodable_exec_event", seq=m.stream_seq)
+            return
+        coid = getattr(ev, "client_order_id", None)
+        if coid is None:
+            return
+        async with self.locked(coid):
+            if mid and mid in self.applied:
+                return
+            self._apply(ev, mid, m.stream_seq)
+            self.metrics.inc("foreign_events_total", kind=type(ev).__name__)
 
 
 class SeenCommands:

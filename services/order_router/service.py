@@ -108,6 +108,9 @@ class OrderRouter(Service):
         t0 = time.monotonic()
         self.store = store = OrderStore(self.js, self.publisher, self.account, self.counters, self.problems)
         loaded = await store.load()
+        self._tasks.append(
+            asyncio.create_task(store.follow(store.proj.last_stream_seq + 1), name="router-exec-follow")
+        )
         # The rebuilt history is long-lived: keep the cyclic GC from re-scanning it on every pass.
         gc.collect()
         gc.freeze()

@@ -39,8 +39,8 @@ class SignerSettings(CommonSettings):
     # Policy. Empty allowed_markets = every venue market; 0 disables a numeric limit.
     allowed_markets: tuple[str, ...] = ()
     max_order_notional: Decimal = field(default_factory=lambda: Decimal("1000000"))
-    max_orders_per_s: float = 100.0
-    order_burst: int = 200
+    max_orders_per_s: float = 1000.0
+    order_burst: int = 2000
     max_auth_validity_s: int = 86_400
     mark_max_age_s: float = 10.0
     # JWT.
@@ -64,8 +64,8 @@ class SignerSettings(CommonSettings):
             markets_refresh_s=env_float("SIGNER_MARKETS_REFRESH_S", 60.0, e),
             allowed_markets=tuple(env_list("SIGNER_ALLOWED_MARKETS", [], e)),
             max_order_notional=_env_decimal("SIGNER_MAX_ORDER_NOTIONAL", "1000000", e),
-            max_orders_per_s=env_float("SIGNER_MAX_ORDERS_PER_S", 100.0, e),
-            order_burst=env_int("SIGNER_ORDER_BURST", 200, e),
+            max_orders_per_s=env_float("SIGNER_MAX_ORDERS_PER_S", 1000.0, e),
+            order_burst=env_int("SIGNER_ORDER_BURST", 2000, e),
             max_auth_validity_s=env_int("SIGNER_MAX_AUTH_VALIDITY_S", 86_400, e),
             mark_max_age_s=env_float("SIGNER_MARK_MAX_AGE_S", 10.0, e),
             jwt_refresh_after_s=env_float("SIGNER_JWT_REFRESH_AFTER_S", 180.0, e),
