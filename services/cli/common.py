@@ -116,3 +116,48 @@ def echo_json_line(data: bytes | str) -> None:
     sys.stdout.write(data.decode() if isinstance(data, bytes) else data)
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def account_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--account",
+        envvar="PARADEX_ACCOUNT",
+        default=None,
+        metavar="ADDRESS",
+        help="Account address (default $PARADEX_ACCOUNT, else the account the signer or reconciler serves).",
+    )(fn)
+
+
+async def resolve_account(nc: NATS, js: JetStreamContext, account: str | None) -> str:
+    """The account to act on: ``account`` if given, else the one the signer serves (``whoami``),
+    else the one the running services report in their health."""
+    from bus import subjects
+    from bus.kv import Bucket
+    from schemas import DecodeError, ServiceHealth, decode
+    from services.signer.client import SignerClientError, whoami
+
+    if account:
+        try:
+            return subjects.token(account.lower())
+        except subjects.SubjectError:
+            raise CliError(f"{account!r} is not an account address (0x...)") from None
+    try:
+        return (await whoami(nc, timeout=2.0)).account.lower()
+    except SignerClientError:
+        pass  # no signer reachable: fall back to what the services report below
+    found: set[str] = set()
+    try:
+        for raw in (await (await Bucket.open(js, "health")).items()).values():
+            try:
+                h = decode(raw)
+            except DecodeError:
+                continue
+            if isinstance(h, ServiceHealth) and h.details.get("account"):
+                found.add(h.details["account"].lower())
+    except nats.errors.Error:
+        found = set()
+    if len(found) == 1:
+        return found.pop()
+    if len(found) > 1:
+        raise CliError(f"several accounts are served ({', '.join(sorted(found))}); pass --account")
+    raise CliError("no account: pass --account or set PARADEX_ACCOUNT (no signer or service reported one)")

@@ -13,13 +13,21 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import click
-from nats.aio.client import Client as NATS
 
 import schemas as s
 from bus import subjects
 from bus.replay import replay
 from bus.trading import Trader, TradingTimeout, is_final
-from services.cli.common import CliError, echo_json_line, json_option, nats_option, open_bus, run_async
+from services.cli.common import (
+    CliError,
+    account_option,
+    echo_json_line,
+    json_option,
+    nats_option,
+    open_bus,
+    resolve_account,
+    run_async,
+)
 from services.cli.format import clock, summary
 from services.execution.projection import OrderView, load
 
@@ -37,28 +45,9 @@ TYPES: dict[str, tuple[str, str | None, bool, bool]] = {
 _BAD = {"OrderDenied", "OrderRejected", "OrderCancelRejected", "OrderModifyRejected"}
 
 
-def account_option(fn: Any) -> Any:
-    return click.option(
-        "--account",
-        envvar="PARADEX_ACCOUNT",
-        default=None,
-        metavar="ADDRESS",
-        help="Account address (default $PARADEX_ACCOUNT, else the account the signer serves).",
-    )(fn)
-
-
-async def resolve_account(nc: NATS, account: str | None) -> str:
-    if account:
-        try:
-            return subjects.token(account.lower())
-        except subjects.SubjectError:
-            raise CliError(f"{account!r} is not an account address (0x...)") from None
-    from services.signer.client import SignerClientError, whoami
-
-    try:
-        return (await whoami(nc, timeout=2.0)).account.lower()
-    except SignerClientError:
-        raise CliError("no account: pass --account or set PARADEX_ACCOUNT (no signer answered whoami)") from None
+def cli_trader(nc: Any, js: Any, account: str) -> Trader:
+    """Commands typed by a person carry the trader/strategy ids ``PDX-CLI`` / ``MANUAL-001``."""
+    return Trader(nc, account, js=js, trader_id="PDX-CLI", strategy_id="MANUAL-001")
 
 
 def _decimal(name: str, value: str | None) -> str | None:
@@ -166,7 +155,7 @@ async def submit(
         raise CliError("market and --client-id may only contain letters, digits, '-' and '_'") from None
     nc, js = await open_bus(nats_url, "pdx-order")
     try:
-        trader = Trader(nc, await resolve_account(nc, account), js=js, trader_id="PDX-CLI", strategy_id="MANUAL-001")
+        trader = cli_trader(nc, js, await resolve_account(nc, js, account))
         cmd = trader.order(
             market.upper(),
             side.upper(),
@@ -231,7 +220,7 @@ async def cancel(
     """Cancel one order by its client order id and print the outcome."""
     nc, js = await open_bus(nats_url, "pdx-order")
     try:
-        acct = await resolve_account(nc, account)
+        acct = await resolve_account(nc, js, account)
         try:
             subject = subjects.exec_order(acct, client_order_id)
         except subjects.SubjectError:
@@ -289,7 +278,7 @@ async def cancel_all(market: str | None, side: str | None, account: str | None, 
                 subjects.token(market)
             except subjects.SubjectError:
                 raise CliError(f"{market!r} is not a market symbol") from None
-        trader = Trader(nc, await resolve_account(nc, account), js=js, trader_id="PDX-CLI", strategy_id="MANUAL-001")
+        trader = cli_trader(nc, js, await resolve_account(nc, js, account))
         cmd = await trader.cancel_all(market.upper() if market else None, side)
         if as_json:
             echo_json_line(s.to_json(cmd))
@@ -309,7 +298,7 @@ async def list_orders(show_all: bool, account: str | None, as_json: bool, nats_u
     """Orders of the account as the EXEC stream says (open ones unless --all)."""
     nc, js = await open_bus(nats_url, "pdx-order")
     try:
-        acct = await resolve_account(nc, account)
+        acct = await resolve_account(nc, js, account)
         proj = await load(js, acct)
         orders = [o for o in proj.orders.values() if show_all or not o.is_closed]
         orders.sort(key=lambda o: o.ts_last)

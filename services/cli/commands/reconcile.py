@@ -8,35 +8,21 @@ import time
 
 import click
 import nats.errors
-from nats.js import JetStreamContext
 
 from bus import subjects
-from bus.kv import Bucket
-from schemas import DecodeError, ReconcileRequest, ReconciliationSummary, ServiceHealth, decode, encode, to_json
-from services.cli.common import CliError, echo_json_line, json_option, nats_option, open_bus, run_async
+from schemas import DecodeError, ReconcileRequest, ReconciliationSummary, decode, encode, to_json
+from services.cli.common import (
+    CliError,
+    account_option,
+    echo_json_line,
+    json_option,
+    nats_option,
+    open_bus,
+    resolve_account,
+    run_async,
+)
 
 EXIT_UNRESOLVED = 2
-
-
-async def find_account(js: JetStreamContext) -> str:
-    """The account of the running reconciler(s), from their health records."""
-    found: set[str] = set()
-    try:
-        health = await Bucket.open(js, "health")
-        for raw in (await health.items()).values():
-            try:
-                h = decode(raw)
-            except DecodeError:
-                continue
-            if isinstance(h, ServiceHealth) and h.service == "reconciler" and h.details.get("account"):
-                found.add(h.details["account"])
-    except Exception as exc:  # noqa: BLE001 - no health bucket: explained below
-        raise CliError(f"cannot read service health ({type(exc).__name__}); pass --account") from None
-    if not found:
-        raise CliError("no reconciler has reported health; is the stack up (`make up`)? or pass --account")
-    if len(found) > 1:
-        raise CliError(f"several accounts are reconciled ({', '.join(sorted(found))}); pass --account")
-    return found.pop()
 
 
 def render(sm: ReconciliationSummary) -> None:
@@ -65,12 +51,7 @@ def render(sm: ReconciliationSummary) -> None:
 
 
 @click.command("reconcile")
-@click.option(
-    "--account",
-    envvar="PARADEX_ACCOUNT",
-    default=None,
-    help="Account address (default: the one the running reconciler serves; env PARADEX_ACCOUNT).",
-)
+@account_option
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the run.")
 @json_option
 @nats_option
@@ -82,7 +63,7 @@ async def command(account: str | None, timeout: float, as_json: bool, nats_url: 
     """
     nc, js = await open_bus(nats_url, "pdx-reconcile")
     try:
-        acct = (account or await find_account(js)).lower()
+        acct = await resolve_account(nc, js, account)
         try:
             subject = subjects.ctl_reconcile(acct)
         except ValueError as exc:
