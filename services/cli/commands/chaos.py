@@ -34,8 +34,13 @@ from services.cli.common import CliError, run_async
 @click.option("--flow-rate", type=float, default=20.0, show_default=True, help="Simulator background flow (events/s).")
 @click.option("--rate", "workload_rate", type=float, default=3.0, show_default=True, help="Workload actions/s.")
 @click.option("--keep", is_flag=True, help="Keep the run directory (logs, NATS stores) even when the run passes.")
-@click.option("--dir", "base_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run directory (default: a new temporary directory).")
+@click.option(
+    "--dir",
+    "base_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run directory (default: a new temporary directory).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as one JSON object.")
 @run_async
 async def command(

@@ -69,8 +69,10 @@ def _describe(ev: Any) -> str:
         price = f" @ {opts.price}" if isinstance(opts.price, str) else ""
         trig = f" trigger {opts.trigger_price}" if isinstance(opts.trigger_price, str) else ""
         flags = "".join(f" {f}" for f, on in (("post-only", ev.post_only), ("reduce-only", ev.reduce_only)) if on)
-        return (f"{ev.client_order_id} {ev.order_side} {ev.quantity} {s.market_of(ev.instrument_id)} "
-                f"{ev.order_type}{price}{trig} {ev.time_in_force}{flags}")
+        return (
+            f"{ev.client_order_id} {ev.order_side} {ev.quantity} {s.market_of(ev.instrument_id)} "
+            f"{ev.order_type}{price}{trig} {ev.time_in_force}{flags}"
+        )
     if isinstance(ev, s.OrderFilled):
         return summary(ev)
     parts = [ev.client_order_id]
@@ -104,10 +106,20 @@ def command() -> None:
 @click.argument("size")
 @click.option("--limit", "limit_price", default=None, metavar="PRICE", help="Limit price.")
 @click.option("--trigger", "trigger_price", default=None, metavar="PRICE", help="Trigger price (stop/TP/SL).")
-@click.option("--type", "order_type", type=click.Choice(list(TYPES), case_sensitive=False), default=None,
-              help="Order type (default LIMIT with --limit, else MARKET).")
-@click.option("--tif", type=click.Choice(["GTC", "IOC", "POST_ONLY"], case_sensitive=False), default="GTC",
-              show_default=True, help="Time in force; POST_ONLY = a post-only GTC order.")
+@click.option(
+    "--type",
+    "order_type",
+    type=click.Choice(list(TYPES), case_sensitive=False),
+    default=None,
+    help="Order type (default LIMIT with --limit, else MARKET).",
+)
+@click.option(
+    "--tif",
+    type=click.Choice(["GTC", "IOC", "POST_ONLY"], case_sensitive=False),
+    default="GTC",
+    show_default=True,
+    help="Time in force; POST_ONLY = a post-only GTC order.",
+)
 @click.option("--reduce-only", is_flag=True, help="Only reduce the position.")
 @click.option("--client-id", default=None, help="Client order id (default: generated).")
 @click.option("--wait", is_flag=True, help="Print the order's events until it rests, fills or is rejected.")
@@ -262,14 +274,16 @@ async def _order_view(js: Any, subject: str) -> OrderView | None:
 
 @command.command("cancel-all")
 @click.argument("market", required=False)
-@click.option("--side", type=click.Choice(["buy", "sell"], case_sensitive=False), default=None,
-              help="Only orders on this side.")
+@click.option(
+    "--side", type=click.Choice(["buy", "sell"], case_sensitive=False), default=None, help="Only orders on this side."
+)
 @account_option
 @json_option
 @nats_option
 @run_async
-async def cancel_all(market: str | None, side: str | None, account: str | None, as_json: bool,
-                     nats_url: str | None) -> None:
+async def cancel_all(
+    market: str | None, side: str | None, account: str | None, as_json: bool, nats_url: str | None
+) -> None:
     """Cancel every open order (of MARKET, or of every market)."""
     nc, js = await open_bus(nats_url, "pdx-order")
     try:

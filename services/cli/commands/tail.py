@@ -29,8 +29,12 @@ def parse_duration(text: str) -> float:
 @click.argument("pattern")
 @click.option("--last", "last_n", type=int, default=None, help="Start with the last N stored messages.")
 @click.option("--from-seq", type=int, default=None, help="Start at this stream sequence.")
-@click.option("--since", default=None, help="Start this long ago, e.g. 30s, 10m, 2h.",
-              callback=lambda _ctx, _param, v: None if v is None else parse_duration(v))
+@click.option(
+    "--since",
+    default=None,
+    help="Start this long ago, e.g. 30s, 10m, 2h.",
+    callback=lambda _ctx, _param, v: None if v is None else parse_duration(v),
+)
 @click.option(
     "--follow/--no-follow", default=True, show_default=True, help="Keep printing new messages after the stored ones."
 )
