@@ -80,10 +80,11 @@ def _uniq(items: Iterable[str]) -> tuple[str, ...]:
 # --- JetStream API building blocks ---------------------------------------------------------------
 
 
-def js_read(*streams: str, manage: bool = True) -> tuple[str, ...]:
+def js_read(*streams: str, manage: bool = True, durable: bool = True) -> tuple[str, ...]:
     """Read a stream: info, direct/message get, ephemeral/ordered consumers, pulls, acks.
-    ``manage`` adds durable consumer creation and consumer deletion (services own durables; a
-    downstream consumer must not be able to delete them)."""
+    ``durable`` adds durable consumer creation (consumer groups); ``manage`` adds consumer
+    deletion (services own their durables; a downstream program must not be able to delete them).
+    The only service durable lives on ``CMD`` (the order router's), which downstream users cannot read."""
     out: list[str] = ["$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"]
     for s in streams:
         out += [
@@ -100,8 +101,10 @@ def js_read(*streams: str, manage: bool = True) -> tuple[str, ...]:
             f"$JS.ACK.{s}.>",
             f"$JS.FC.{s}.>",
         ]
+        if durable or manage:
+            out.append(f"$JS.API.CONSUMER.DURABLE.CREATE.{s}.>")
         if manage:
-            out += [f"$JS.API.CONSUMER.DURABLE.CREATE.{s}.>", f"$JS.API.CONSUMER.DELETE.{s}.>"]
+            out.append(f"$JS.API.CONSUMER.DELETE.{s}.>")
     return tuple(out)
 
 
@@ -136,8 +139,11 @@ def _service_base(user: str) -> Permissions:
 
 ROLE_PERMISSIONS: dict[str, Permissions] = {
     "feed-handler": Permissions(
-        publish_allow=("md.>", "ref.>", *js_read("MD", "REF"), *kv_rw("leases")),
-        subscribe_allow=("ctl.resync.>",),
+        # ctl.feed.alive.<instance>: instances ask each other "are you alive?" before taking over
+        # a silent peer's markets (request/reply between feed handlers only).
+        publish_allow=("md.>", "ref.>", "ctl.feed.>", *js_read("MD", "REF"), *kv_rw("leases")),
+        subscribe_allow=("ctl.resync.>", "ctl.feed.>"),
+        allow_responses=True,
     ),
     "book-builder": Permissions(
         publish_allow=(
@@ -183,8 +189,12 @@ ROLE_PERMISSIONS: dict[str, Permissions] = {
 ADMIN = Permissions(publish_allow=(">",), subscribe_allow=(">",), allow_responses=True)
 
 CONSUMER = Permissions(
-    publish_allow=("book.paradex.snapshot.>", *js_read("MD", "BOOK", "EXEC", "REF", manage=False)),
-    publish_deny=("cmd.>", "signer.>", "ctl.>", "audit.>", "exec.>", "md.>", "ref.>", "$KV.>"),
+    publish_allow=(
+        "book.paradex.snapshot.>",
+        "signer.paradex.whoami",  # the public account address and key, nothing signed
+        *js_read("MD", "BOOK", "EXEC", "REF", manage=False),
+    ),
+    publish_deny=("cmd.>", "signer.paradex.*.>", "ctl.>", "audit.>", "exec.>", "md.>", "ref.>", "$KV.>"),
     subscribe_allow=("md.>", "book.>", "exec.>", "ref.>", "svc.>", "_INBOX.>", f"{private_inbox('consumer')}.>"),
     subscribe_deny=("cmd.>", "signer.>", "audit.>", "ctl.>"),
 )
@@ -340,11 +350,11 @@ TRADER = Permissions(
         "book.paradex.snapshot.>",
         "cmd.paradex.>",
         "ctl.reconcile.>",
+        "signer.paradex.whoami",
         *js_read("MD", "BOOK", "EXEC", "REF", manage=False),
-        *js_read("CMD", manage=False),
         *js_provision(),
     ),
-    publish_deny=("signer.>", "audit.>", "exec.>", "md.>", "ref.>", "$KV.>"),
+    publish_deny=("signer.paradex.*.>", "audit.>", "exec.>", "md.>", "ref.>", "$KV.>"),
     subscribe_allow=("md.>", "book.>", "exec.>", "ref.>", "svc.>", "_INBOX.>", f"{private_inbox('trader')}.>"),
     subscribe_deny=("cmd.>", "signer.>", "audit.>"),
 )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import AsyncIterator
@@ -58,13 +59,7 @@ class Bus:
     async def connect(cls, url: str | None = None, *, name: str = "pdx-sdk", attempts: int = 3) -> Bus:
         settings = NatsSettings.from_env()
         if url:
-            settings = NatsSettings(
-                servers=tuple(u.strip() for u in url.split(",")),
-                user=settings.user,
-                password=settings.password,
-                token=settings.token,
-                creds_file=settings.creds_file,
-            )
+            settings = dataclasses.replace(settings, servers=tuple(u.strip() for u in url.split(",")))
         try:
             nc = await connect(name, settings, max_reconnect_attempts=attempts)
         except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
@@ -185,11 +180,29 @@ class Bus:
 
         return book_client.book_stream(self.nc, self.js, market, **kwargs)
 
-    async def submit_order(self, *args: Any, **kwargs: Any) -> Any:
-        """Publish a SubmitOrder and await its events; see ``bus.trading``."""
+    async def account(self) -> str:
+        """The trading account: ``$PARADEX_ACCOUNT``, else the one the signer serves."""
+        if os.environ.get("PARADEX_ACCOUNT"):
+            return os.environ["PARADEX_ACCOUNT"].lower()
+        from services.signer.client import SignerClientError, whoami
+
+        try:
+            return (await whoami(self.nc, timeout=2.0)).account.lower()
+        except SignerClientError as exc:
+            raise BusError(f"no account: set PARADEX_ACCOUNT (no signer answered: {exc})") from None
+
+    async def submit_order(self, market: str, side: str, quantity: str, **order: Any) -> list[Any]:
+        """Publish a SubmitOrder for ``self.account()`` and return its events once it rests, fills or
+        is rejected (``until=``/``timeout=`` and the order keywords of ``bus.trading.Trader.order``)."""
         from bus import trading
 
-        return await trading.submit_order(self.nc, self.js, *args, **kwargs)
+        return await trading.submit_order(self.nc, self.js, await self.account(), market, side, quantity, **order)
+
+    async def cancel_order(self, client_order_id: str, market: str, **kwargs: Any) -> list[Any]:
+        """Cancel one order and return its events up to OrderCanceled / OrderCancelRejected."""
+        from bus import trading
+
+        return await trading.cancel_order(self.nc, self.js, await self.account(), client_order_id, market, **kwargs)
 
 
 def _replay_start(start: Start) -> dict[str, Any]:

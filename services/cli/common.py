@@ -4,6 +4,7 @@ present), one-line errors instead of tracebacks, and colour only on a terminal."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -50,17 +51,11 @@ def local_credentials() -> tuple[str, str] | None:
 def nats_settings(url: str | None) -> NatsSettings:
     s = NatsSettings.from_env()
     if url:
-        s = NatsSettings(
-            servers=tuple(u.strip() for u in url.split(",")),
-            user=s.user,
-            password=s.password,
-            token=s.token,
-            creds_file=s.creds_file,
-        )
+        s = dataclasses.replace(s, servers=tuple(u.strip() for u in url.split(",")))
     if not s.user and not s.token and not s.creds_file:
         creds = local_credentials()
         if creds:
-            s = NatsSettings(servers=s.servers, user=creds[0], password=creds[1])
+            s = dataclasses.replace(s, user=creds[0], password=creds[1])
     return s
 
 

@@ -12,6 +12,8 @@ import time
 
 from bus import NatsSettings, connect, ensure_streams, jetstream
 from bus.embedded import wait_port
+from bus.kv import Bucket
+from schemas import DecodeError, ServiceHealth, decode
 from services.stack.layout import StackLayout
 from services.stack.programs import programs, supervisord_config
 
@@ -46,15 +48,44 @@ def _nats_creds(layout: StackLayout) -> tuple[dict[str, tuple[str, str]] | None,
     return auth.prepare_stack_auth(layout.nats_dir)
 
 
+def _admin_settings(layout: StackLayout, admin: tuple[str, str] | None) -> NatsSettings:
+    return NatsSettings(servers=(layout.nats_url,), user=admin[0] if admin else None,
+                        password=admin[1] if admin else None)
+
+
 async def _provision(layout: StackLayout, admin: tuple[str, str] | None) -> dict[str, str]:
-    settings = NatsSettings(
-        servers=(layout.nats_url,), user=admin[0] if admin else None, password=admin[1] if admin else None
-    )
-    nc = await connect("pdx-stack", settings, max_reconnect_attempts=5)
+    nc = await connect("pdx-stack", _admin_settings(layout, admin), max_reconnect_attempts=5)
     try:
         return await ensure_streams(jetstream(nc), replicas=1)
     finally:
         await nc.close()
+
+
+WARMING_UP = ("Starting", "Recovering", "Standby", "Connecting")
+
+
+async def _wait_healthy(layout: StackLayout, admin: tuple[str, str] | None, services: set[str],
+                        timeout: float) -> dict[str, str]:
+    """Wait until every service has reported health past its start-up states; ``{service: state}``."""
+    nc = await connect("pdx-stack", _admin_settings(layout, admin), max_reconnect_attempts=5)
+    states: dict[str, str] = {}
+    try:
+        bucket = await Bucket.open(jetstream(nc), "health")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for raw in (await bucket.items()).values():
+                try:
+                    h = decode(raw)
+                except DecodeError:
+                    continue
+                if isinstance(h, ServiceHealth):
+                    states[h.service] = h.state
+            if services <= states.keys() and not any(states[sv] in WARMING_UP for sv in services):
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await nc.close()
+    return states
 
 
 def up() -> int:
@@ -73,14 +104,11 @@ def up() -> int:
     wait_port("127.0.0.1", layout.nats_port, 30)
     admin = creds.get("admin") if creds else None
     actions = asyncio.run(_provision(layout, admin))
-    deadline = time.monotonic() + 30
-    status = ""
-    while time.monotonic() < deadline:
-        status = _supervisorctl(layout, "status").stdout
-        if status and all(" RUNNING " in line for line in status.strip().splitlines()):
-            break
-        time.sleep(0.5)
+    services = {p.name for p in progs if p.name not in ("nats", "paradex-sim")}
+    states = asyncio.run(_wait_healthy(layout, admin, services, 45.0))
+    status = _supervisorctl(layout, "status").stdout
     print(status.rstrip())
+    print("\nhealth: " + ", ".join(f"{sv}={states.get(sv, 'no report yet')}" for sv in sorted(services)))
     print(f"\nstreams: {', '.join(f'{k}={v}' for k, v in actions.items())}")
     print(f"up in {time.monotonic() - started:.1f} s; logs in {layout.logs}/ (make logs)\n")
     print("next:")

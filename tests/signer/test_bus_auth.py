@@ -84,8 +84,10 @@ def test_credential_files_are_private_and_stable(tmp_path: Path) -> None:
 
 def test_role_permissions_shape() -> None:
     consumer = auth.permissions_for("consumer")
-    for subj in ("cmd.>", "signer.>"):
-        assert subj in consumer.publish_deny and subj in consumer.subscribe_deny
+    assert "cmd.>" in consumer.publish_deny and "cmd.>" in consumer.subscribe_deny
+    # Signature requests are denied; only the public ``whoami`` is allowed.
+    assert "signer.paradex.*.>" in consumer.publish_deny and "signer.>" in consumer.subscribe_deny
+    assert "signer.paradex.whoami" in consumer.publish_allow
     assert "md.>" in consumer.subscribe_allow and "book.paradex.snapshot.>" in consumer.publish_allow
     assert not any(s.startswith("$JS.API.CONSUMER.DELETE") for s in consumer.publish_allow)
     signer = auth.permissions_for("signer")
