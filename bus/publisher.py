@@ -118,6 +118,16 @@ def _log_report(kind: str, level: int = logging.WARNING, **ctx: object) -> None:
     log.log(level, "%s %s", kind, " ".join(f"{k}={v}" for k, v in ctx.items()))
 
 
+# 409/10158 "duplicate message id is in process": a first attempt with this Msg-Id is still being
+# stored (typically across a leader change). Retrying with the same id settles it either way.
+DUPLICATE_IN_PROCESS = 10158
+
+
+def _transient(code: int, err_code: int, description: str) -> bool:
+    """Server answers after which the same message is worth sending again (same Msg-Id)."""
+    return code in (503, 504) or err_code == DUPLICATE_IN_PROCESS or "in process" in description
+
+
 def _headers(msg_id: str | None, extra: dict[str, str] | None) -> dict[str, str] | None:
     if extra:
         return {**extra, MSG_ID: msg_id} if msg_id else dict(extra)
@@ -323,7 +333,7 @@ class Publisher:
                 self.stats.stored += 1
                 if ack.duplicate:
                     self.stats.duplicates += 1
-            elif ack.error.code in (503, 504):
+            elif _transient(ack.error.code, ack.error.err_code, ack.error.description):
                 self._schedule_retry(item, RuntimeError(ack.error.description))
             else:
                 self.stats.rejected += 1
@@ -429,7 +439,7 @@ class Publisher:
                 await asyncio.sleep(min(self.max_backoff, 0.05 * (2 ** min(attempt, 6))))
                 continue
             except APIError as exc:
-                if exc.code in (503, 504) and time.monotonic() < give_up:
+                if _transient(exc.code or 0, exc.err_code or 0, exc.description or "") and time.monotonic() < give_up:
                     self.stats.retries += 1
                     await asyncio.sleep(min(self.max_backoff, 0.05 * (2 ** min(attempt, 6))))
                     continue

@@ -58,6 +58,8 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         return _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(_explain(exc, data)) from None
+    except UnicodeDecodeError as exc:  # msgspec lets invalid UTF-8 in a string escape as this
+        raise DecodeError(f"invalid UTF-8 in a string field: {exc}") from None
 
 
 def decode_as(data: bytes | bytearray | memoryview, cls: type[T]) -> T:
@@ -69,6 +71,8 @@ def decode_as(data: bytes | bytearray | memoryview, cls: type[T]) -> T:
         return dec.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(_explain(exc, data)) from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8 in a string field: {exc}") from None
 
 
 def to_dict(obj: msgspec.Struct) -> dict[str, Any]:

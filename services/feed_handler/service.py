@@ -124,6 +124,7 @@ class FeedHandler(Service):
         self._tasks += [
             asyncio.create_task(self._catalog_loop(), name="catalog"),
             asyncio.create_task(self._status_loop(), name="status"),
+            asyncio.create_task(self._trade_audit_loop(), name="trade-audit"),
             asyncio.create_task(self._details_loop(), name="details"),
         ]
         await self.stopping.wait()
@@ -386,6 +387,21 @@ class FeedHandler(Service):
             self.details["system_status"] = self.catalog.system_status or "unknown"
             for market in list(self.feeds):
                 await self._publish_status(market)
+
+    async def _trade_audit_loop(self) -> None:
+        """Compare each owned market's trades with ``GET /trades`` every ``trade_audit`` seconds.
+
+        A trades channel can go silent while the connection stays up (an acked-but-dead stream),
+        and a quiet market looks the same, so silence alone cannot tell. The audit publishes any
+        venue trade the socket did not deliver (same trade-id Msg-Ids: nothing is stored twice)."""
+        if self.fs.trade_audit <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.fs.trade_audit)
+            floor_ms = int(time.time() * 1000 - max(self.fs.trade_backfill, 2 * self.fs.trade_audit) * 1000)
+            for feed in list(self.feeds.values()):
+                since = max(floor_ms, feed.last_trade_ms - int(self.fs.trade_audit * 1000))
+                self._spawn(feed.backfill_trades(since, max_pages=2))
 
     # -- control ----------------------------------------------------------------------------------
 

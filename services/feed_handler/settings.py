@@ -19,6 +19,8 @@ Every variable (all optional; the defaults work against the local simulator):
 ``FEED_TRADE_BACKFILL_S``              100         after a takeover or reconnect, fetch missed trades from
                                                    ``GET /trades`` up to this far back (0 = off; keep it
                                                    below the MD duplicate window, 120 s)
+``FEED_TRADE_AUDIT_S``                 5           compare each market's trades with ``GET /trades`` this
+                                                   often and publish what the socket missed (0 = off)
 ``FEED_RESYNC_MIN_INTERVAL_S``         1           at most one requested book resync per market this often
 ``FEED_PUBLISH_BUFFER``                200000      messages buffered while NATS is unreachable (oldest
                                                    dropped and counted beyond it)
@@ -71,6 +73,7 @@ class FeedSettings(CommonSettings):
     markets_channel: bool = True
     trade_backfill: float = 100.0
     resync_min_interval: float = 1.0
+    trade_audit: float = 5.0
     lease_ttl: float = 4.0
     lease_scan: float = 0.1
     lease_orphan_grace: float = 1.0
@@ -113,6 +116,7 @@ class FeedSettings(CommonSettings):
             markets_channel=env_bool("FEED_MARKETS_CHANNEL", True, e),
             trade_backfill=env_float("FEED_TRADE_BACKFILL_S", 100.0, e),
             resync_min_interval=env_float("FEED_RESYNC_MIN_INTERVAL_S", 1.0, e),
+            trade_audit=env_float("FEED_TRADE_AUDIT_S", 5.0, e),
             lease_ttl=env_float("FEED_LEASE_TTL_S", env_float("BUS_KV_LEASES_TTL", 4.0, e), e),
             lease_scan=env_float("FEED_LEASE_SCAN_S", 0.1, e),
             lease_orphan_grace=env_float("FEED_LEASE_ORPHAN_GRACE_S", 1.0, e),

@@ -295,6 +295,9 @@ class OrderStore:
         """Fold every stored order event of the account (and harvest command ids from Msg-Ids)."""
         n = 0
         async for m in replay(self.js, subjects.exec_orders(self.account), stream="EXEC"):
+            # Every stored message counts as seen, decodable or not, so following EXEC afterwards
+            # starts after it (and reports it once, here).
+            self.proj.last_stream_seq = max(self.proj.last_stream_seq, m.stream_seq)
             try:
                 ev = m.event
             except s.DecodeError:

@@ -173,7 +173,9 @@ class CommandIndex:
     def _apply(self, m: BusMessage) -> None:
         try:
             ev = m.event
-        except s.DecodeError:
-            return  # the router counts undecodable commands; nothing of ours to learn from it
+        except s.DecodeError as exc:
+            # Nothing to learn from it here (the router terminates it), but it is counted.
+            self.problems.report("undecodable_command", seq=m.stream_seq, error=str(exc)[:200])
+            return
         if isinstance(ev, s.SubmitOrder):
             self.orders.setdefault(ev.order.client_order_id, ev.order)

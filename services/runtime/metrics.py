@@ -51,13 +51,13 @@ class Metrics:
     def snapshot(self) -> dict[str, int]:
         return dict(self._plain)
 
-    def serve(self, port: int) -> int | None:
-        """Start ``/metrics`` on ``port``; if it is taken, try the next 20 ports."""
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int | None:
+        """Start ``/metrics`` on ``addr:port``; if the port is taken, try the next 20 ports."""
         if port <= 0:
             return None
         for p in range(port, port + 20):
             try:
-                start_http_server(p, addr="127.0.0.1", registry=self.registry)
+                start_http_server(p, addr=addr, registry=self.registry)
             except OSError:
                 continue
             self.port = p

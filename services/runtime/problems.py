@@ -23,14 +23,15 @@ class Problems:
         self._suppressed: dict[str, int] = {}
         self.counts: dict[str, int] = {}
 
-    def report(self, kind: str, level: int = logging.WARNING, **context: object) -> None:
+    def report(self, kind: str, /, level: int = logging.WARNING, **context: object) -> None:
+        """``kind`` is positional-only, so context may itself carry a ``kind=`` (e.g. a message type)."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.metrics.inc("problems_total", kind=kind)
         now = time.monotonic()
         if now - self._last.get(kind, -1e9) >= self.interval:
             self._last[kind] = now
             suppressed = self._suppressed.pop(kind, 0)
-            ctx = {"kind": kind, "count": self.counts[kind], **context}
+            ctx = {**context, "problem": kind, "count": self.counts[kind]}
             if suppressed:
                 ctx["not_logged_since_last"] = suppressed
             detail = " ".join(f"{k}={v}" for k, v in context.items())

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
 import uvloop
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -91,7 +92,7 @@ class Service:
     async def main(self) -> int:
         s = self.settings
         setup_logging(s.service, s.instance, s.log_level, s.log_format)
-        port = self.metrics.serve(s.metrics_port)
+        port = self.metrics.serve(s.metrics_port, s.metrics_addr)
         if port:
             self.details["metrics_port"] = str(port)
         loop = asyncio.get_running_loop()
@@ -105,7 +106,7 @@ class Service:
 
         self.nc = await connect(f"{s.service}-{s.instance}", s.nats, on_reconnect=reconnected)
         self.js = jetstream(self.nc)
-        await ensure_streams(self.js)
+        await self._ensure_streams()
         self.publisher = await Publisher(
             self.nc, self.js, name=f"{s.service}-publisher", max_buffer=s.publish_buffer, report=self.problems.report
         ).start()
@@ -128,6 +129,21 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
         return code
+
+    async def _ensure_streams(self) -> None:
+        """Provision streams, riding out a JetStream that is still electing leaders (a cluster
+        restart, a node loss): retried with back-off until it works or the process is stopped."""
+        delay = 0.25
+        while True:
+            try:
+                await ensure_streams(self.js)
+                return
+            except (nats.errors.Error, TimeoutError) as exc:
+                if self.stopping.is_set():
+                    raise
+                self.problems.report("ensure_streams_retry", error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def shutdown(self) -> None:
         self.set_state("Stopping")

@@ -57,6 +57,7 @@ class CommonSettings:
     instance: str = field(default_factory=default_instance)
     nats: NatsSettings = field(default_factory=NatsSettings)
     metrics_port: int = 0
+    metrics_addr: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: str = "json"
     health_interval: float = 2.0
@@ -83,6 +84,7 @@ def common_kwargs(service: str, env: dict[str, str] | None = None) -> dict[str, 
         "instance": env_str("INSTANCE_ID", default_instance(), e),
         "nats": NatsSettings.from_env(e, user_prefix=prefix),
         "metrics_port": env_int(f"{prefix}_METRICS_PORT", env_int("METRICS_PORT", 0, e), e),
+        "metrics_addr": env_str("METRICS_ADDR", "127.0.0.1", e),
         "log_level": env_str("LOG_LEVEL", "INFO", e),
         "log_format": env_str("LOG_FORMAT", "json", e),
         "health_interval": env_float("HEALTH_INTERVAL", 2.0, e),

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -144,9 +145,30 @@ def status() -> int:
     return 0
 
 
+def kill(program: str) -> int:
+    """``kill -9`` one supervised process (a crash, for demos and drills); supervisord restarts it."""
+    layout = StackLayout.from_env()
+    if not _running(layout):
+        print("stack is not running (make up)")
+        return 1
+    out = _supervisorctl(layout, "pid", program).stdout.strip()
+    if not out.isdigit() or out == "0":
+        names = [line.split()[0] for line in _supervisorctl(layout, "status").stdout.splitlines() if line.strip()]
+        print(f"no running process {program!r}; programs: {', '.join(names)}")
+        return 1
+    os.kill(int(out), signal.SIGKILL)
+    print(f"killed {program} (pid {out}) with SIGKILL; supervisord restarts it")
+    return 0
+
+
 def main() -> None:
     logging.getLogger("bus").setLevel(logging.CRITICAL)
     p = argparse.ArgumentParser(prog="python -m services.stack", description=__doc__)
-    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("action", choices=["up", "down", "status", "kill"])
+    p.add_argument("program", nargs="?", help="for kill: a program name (book-builder, feed-handler:feed-handler-0)")
     a = p.parse_args()
+    if a.action == "kill":
+        if not a.program:
+            p.error("kill needs a program name")
+        sys.exit(kill(a.program))
     sys.exit({"up": up, "down": down, "status": status}[a.action]())

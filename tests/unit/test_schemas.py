@@ -106,6 +106,7 @@ def _trade(**over: object) -> bytes:
         (_trade(ts_event=-1), "$.ts_event"),
         (_trade(ts_event=1.5), "$.ts_event"),
         (_trade(aggressor_side="BUY"), "$.aggressor_side"),
+        (_trade(trade_id="1").replace(b"\xa11", b"\xa1\xff"), "invalid UTF-8"),
     ],
 )
 def test_bad_input_gives_clear_decode_error(data: bytes, needle: str) -> None:
