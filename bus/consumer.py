@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -28,6 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
+from bus.stats import Counters
 from schemas import DecodeError, decode
 
 log = logging.getLogger("bus.consumer")
@@ -100,16 +101,15 @@ Handler = Callable[[BusMessage], Awaitable[None]]
 
 
 @dataclass
-class ConsumerStats:
+class ConsumerStats(Counters):
+    prefix: ClassVar[str] = ""
+
     delivered: int = 0
     handled: int = 0
     redelivered: int = 0
     decode_errors: int = 0
     handler_errors: int = 0
     gave_up: int = 0
-
-    def as_counters(self, prefix: str) -> dict[str, int]:
-        return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
 
 
 class PullConsumer:

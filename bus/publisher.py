@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import nats.errors
@@ -48,6 +48,7 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
 from bus.connection import add_disconnect_listener
+from bus.stats import Counters
 from schemas import encode
 
 log = logging.getLogger("bus.publisher")
@@ -73,7 +74,9 @@ class PublishError(RuntimeError):
 
 
 @dataclass
-class PublisherStats:
+class PublisherStats(Counters):
+    prefix: ClassVar[str] = "publish_"
+
     enqueued: int = 0
     stored: int = 0
     duplicates: int = 0
@@ -82,9 +85,6 @@ class PublisherStats:
     rejected: int = 0
     pending: int = 0
     in_flight: int = 0
-
-    def as_counters(self, prefix: str = "publish_") -> dict[str, int]:
-        return {prefix + k: v for k, v in self.__dict__.items()}
 
 
 class _AckError(msgspec.Struct, gc=False):

@@ -150,11 +150,7 @@ class Bus:
         psub = await self.js.pull_subscribe_bind(group, stream=stream)
         try:
             while True:
-                try:
-                    msgs = await psub.fetch(32, timeout=5)
-                except nats.errors.TimeoutError:
-                    continue
-                for raw in msgs:
+                for raw in await _fetch(psub):
                     m = BusMessage(raw)
                     yield m
                     await raw.ack()  # the loop body that received it has finished
@@ -203,6 +199,14 @@ class Bus:
         from bus import trading
 
         return await trading.cancel_order(self.nc, self.js, await self.account(), client_order_id, market, **kwargs)
+
+
+async def _fetch(psub: Any) -> list[Any]:
+    """Up to 32 messages of the group, or none after 5 s of quiet (then the caller asks again)."""
+    try:
+        return await psub.fetch(32, timeout=5)
+    except nats.errors.TimeoutError:
+        return []
 
 
 def _replay_start(start: Start) -> dict[str, Any]:

@@ -28,11 +28,12 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import msgspec
 
 from bus.book_client import INVALIDATING, PREV_SEQ_HEADER, Applied, BookState, LocalBook
+from bus.stats import Counters
 from schemas import DecodeError, decode_as
 from schemas.book import BookCheckpoint, BookSnapshot, BookStatus, CheckpointLevels
 from schemas.data import OrderBookDeltas, OrderBookDepth10, QuoteTick
@@ -66,7 +67,9 @@ Reporter = Callable[..., None]
 
 
 @dataclass
-class EngineStats:
+class EngineStats(Counters):
+    prefix: ClassVar[str] = "book_"
+
     messages: int = 0
     levels: int = 0
     snapshots: int = 0
@@ -86,9 +89,6 @@ class EngineStats:
     depths: int = 0
     statuses: int = 0
     resyncs: int = 0
-
-    def as_counters(self, prefix: str = "book_") -> dict[str, int]:
-        return {prefix + k: v for k, v in self.__dict__.items()}
 
 
 class MarketState:

@@ -395,10 +395,10 @@ class FaultInjector:
                 except Exception:  # noqa: BLE001 - nats-py raises its own TimeoutError
                     break
                 try:
-                    d = s.decode_as(msg.data, s.OrderBookDeltas)
+                    d: s.OrderBookDeltas | None = s.decode_as(msg.data, s.OrderBookDeltas)
                 except s.DecodeError:
-                    continue
-                if d.deltas[0].action == BookAction.CLEAR or d.flags & RecordFlag.F_SNAPSHOT:
+                    d = None  # the bad-input sweep, not this timer, judges malformed MD messages
+                if d is not None and (d.deltas[0].action == BookAction.CLEAR or d.flags & RecordFlag.F_SNAPSHOT):
                     ev.recovery["resynced"] = time.monotonic() - ev.started
                     return
             ev.recovery_note = "no book snapshot on MD within 60 s (gap unnoticed?)"

@@ -90,7 +90,7 @@ class HealthMonitor:
             try:
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.25))
             except TimeoutError:
-                pass
+                pass  # no new health yet: check the deadline and wait again
 
     async def wait_ready(self, proc: object, timeout: float) -> float:
         """Seconds until ``proc`` (a ``ManagedProcess``) reports a ready state from its current pid."""

@@ -425,7 +425,7 @@ class InvariantChecker:
                 except s.DecodeError:
                     out.append(None)
         except NotFoundError:
-            pass
+            return out  # no CMD stream: no command was ever sent
         return out
 
     async def check_commands(self, data: ExecData, truth: dict[str, Any], proj: ExecProjection) -> Section:

@@ -72,6 +72,7 @@ class WorkloadStats:
     send_failed: int = 0
     skipped_no_quote: int = 0
     events_seen: int = 0
+    undecodable: int = 0
     follower_restarts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -183,6 +184,7 @@ class Workload:
                     try:
                         ev = m.event
                     except s.DecodeError:
+                        self.stats.undecodable += 1
                         continue
                     self.proj.apply(ev, m.stream_seq)
                     self.stats.events_seen += 1

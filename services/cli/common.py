@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from nats.js import JetStreamContext
 from bus import NatsSettings, connect, jetstream
 
 T = TypeVar("T")
+log = logging.getLogger("pdx")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -127,8 +129,7 @@ async def resolve_account(nc: NATS, js: JetStreamContext, account: str | None) -
     """The account to act on: ``account`` if given, else the one the signer serves (``whoami``),
     else the one the running services report in their health."""
     from bus import subjects
-    from bus.kv import Bucket
-    from schemas import DecodeError, ServiceHealth, decode
+    from services.runtime.health import read_health
     from services.signer.client import SignerClientError, whoami
 
     if account:
@@ -138,19 +139,13 @@ async def resolve_account(nc: NATS, js: JetStreamContext, account: str | None) -
             raise CliError(f"{account!r} is not an account address (0x...)") from None
     try:
         return (await whoami(nc, timeout=2.0)).account.lower()
-    except SignerClientError:
-        pass  # no signer reachable: fall back to what the services report below
-    found: set[str] = set()
+    except SignerClientError as exc:
+        log.debug("no signer answered whoami (%s); asking the services' health", exc)
     try:
-        for raw in (await (await Bucket.open(js, "health")).items()).values():
-            try:
-                h = decode(raw)
-            except DecodeError:
-                continue
-            if isinstance(h, ServiceHealth) and h.details.get("account"):
-                found.add(h.details["account"].lower())
+        records, _undecodable = await read_health(js)
     except nats.errors.Error:
-        found = set()
+        records = {}
+    found = {h.details["account"].lower() for h in records.values() if h.details.get("account")}
     if len(found) == 1:
         return found.pop()
     if len(found) > 1:

@@ -39,7 +39,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import nats.errors
@@ -47,6 +47,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from bus.stats import Counters
 
 log = logging.getLogger("feed_handler.leases")
 
@@ -86,7 +88,9 @@ class _Seen:
 
 
 @dataclass
-class LeaseStats:
+class LeaseStats(Counters):
+    prefix: ClassVar[str] = "lease_"
+
     acquired: int = 0
     released: int = 0
     lost: int = 0
@@ -95,9 +99,6 @@ class LeaseStats:
     cas_conflicts: int = 0
     dead_owners: int = 0
     dead_owner_releases: int = 0
-
-    def as_counters(self, prefix: str = "lease_") -> dict[str, int]:
-        return {prefix + k: v for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -311,7 +312,7 @@ class LeaseManager:
                 self.owned[market] = await kv.update(key, value, last=rev)
                 continue
             except KeyWrongLastSequenceError:
-                pass
+                pass  # another instance wrote the key: try to re-create it below, else it is lost
             except Exception as exc:  # noqa: BLE001 - unreachable NATS: keep serving, retry
                 ok = False
                 self.stats.renew_failures += 1
@@ -326,7 +327,7 @@ class LeaseManager:
                     self._report("lease_reacquired", market=market)
                     continue
                 except KeyWrongLastSequenceError:
-                    pass
+                    pass  # owned by another instance now: counted as lost below
             self.owned.pop(market, None)
             self.stats.lost += 1
             self._report("lease_lost", market=market, holder=holder)

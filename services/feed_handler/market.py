@@ -21,12 +21,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import msgspec
 
 from bus import msgid, subjects
 from bus.book_client import PREV_SEQ_HEADER
 from bus.publisher import Publisher
+from bus.stats import Counters
 from services.feed_handler.book_seq import BookSequencer, Verdict
 from services.paradex.normalize import (
     MarketSpec,
@@ -57,8 +59,10 @@ _MAX_HELD_TRADES = 20_000
 
 
 @dataclass
-class FeedStats:
+class FeedStats(Counters):
     """Hot-path counters (plain ints; mirrored to metrics and health by the service)."""
+
+    prefix: ClassVar[str] = "feed_"
 
     trades_in: int = 0
     bbo_in: int = 0
@@ -84,9 +88,6 @@ class FeedStats:
     book_duplicates: int = 0
     book_empty_deltas: int = 0
     book_dropped_awaiting_snapshot: int = 0
-
-    def as_counters(self, prefix: str = "feed_") -> dict[str, int]:
-        return {prefix + k: v for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ class RouterLease:
                         self.renewed_at = time.monotonic()
                         continue
                     except CasConflict:
-                        pass
+                        pass  # someone else created it first: the lease is lost, logged below
                 log.error("router lease %s lost to another instance", self.key)
                 self.lost.set()
             except Exception as exc:  # noqa: BLE001 - NATS hiccup: retry; ``valid`` fences meanwhile

@@ -26,10 +26,12 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import msgspec
+
+from bus.stats import Counters
 
 log = logging.getLogger("paradex.rest")
 
@@ -102,16 +104,15 @@ class RateLimitState:
 
 
 @dataclass
-class RestStats:
+class RestStats(Counters):
+    prefix: ClassVar[str] = "rest_"
+
     requests: int = 0
     ok: int = 0
     rejected: int = 0
     rate_limited: int = 0
     unknown: int = 0
     retries: int = 0
-
-    def as_counters(self, prefix: str = "rest_") -> dict[str, int]:
-        return {prefix + k: v for k, v in self.__dict__.items()}
 
 
 class _ApiError(msgspec.Struct):

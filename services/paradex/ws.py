@@ -337,7 +337,7 @@ class WsClient:
                     ws.transport.abort()
                 raise
             except _AuthFailed:
-                pass
+                pass  # already reported and counted where it was raised; reconnect with a fresh JWT
             except Exception as exc:  # noqa: BLE001 - never let one connection kill the loop
                 self.report("ws_connection_error", error=repr(exc))
             finally:

@@ -11,9 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
+
+from bus.stats import Counters
 
 
 class ConnState(StrEnum):
@@ -114,7 +116,9 @@ class WsConfig:
 
 
 @dataclass
-class WsStats:
+class WsStats(Counters):
+    prefix: ClassVar[str] = "ws_"
+
     frames_in: int = 0
     bytes_in: int = 0
     messages: int = 0
@@ -134,9 +138,6 @@ class WsStats:
     resubscribes: int = 0
     pings_sent: int = 0
     pongs: int = 0
-
-    def as_counters(self, prefix: str = "ws_") -> dict[str, int]:
-        return {prefix + k: v for k, v in self.__dict__.items()}
 
 
 # -- subscriptions -----------------------------------------------------------------------------

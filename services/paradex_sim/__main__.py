@@ -8,7 +8,6 @@ process that passed port 0 can read them; logs go to stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -30,8 +29,7 @@ async def _main(argv: list[str] | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)  # POSIX only, like the rest of the stack
     await stop.wait()
     await sim.stop()
     return 0

@@ -97,7 +97,7 @@ class WsServer:
                 elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
         except (ConnectionError, asyncio.CancelledError):
-            pass
+            pass  # the client went away: nothing to answer, the connection is cleaned up below
         finally:
             conn.closed = True
             ctx.hub.remove_conn(conn)

@@ -352,7 +352,9 @@ class Runner:
                 if oid not in merge_orders(again):
                     try:
                         got = await self.fetcher.order(oid)
-                    except Unknown:
+                    except Unknown as exc:  # the fill stays unmatched and is reported unresolved
+                        self.problems.report("venue_read_unknown", read="order_lookup", order_id=oid,
+                                             error=str(exc)[:200])
                         continue
                     if got is not None:
                         again.lookups[got.id] = got

@@ -195,7 +195,7 @@ def parse_rows(rows: list[Any], cls: type[T]) -> tuple[list[T], list[tuple[Any, 
     try:
         return msgspec.convert(rows, list[cls]), []  # type: ignore[valid-type]
     except msgspec.ValidationError:
-        pass
+        pass  # some row is bad: convert one by one below, keeping and reporting each bad row
     out: list[T] = []
     errors: list[tuple[Any, str]] = []
     for r in rows:

@@ -89,3 +89,23 @@ class HealthReporter:
                 except Exception as exc:  # noqa: BLE001 - retried next interval
                     log.debug("health publish failed: %r", exc)
             await asyncio.sleep(self.interval)
+
+
+async def read_health(js: JetStreamContext) -> tuple[dict[str, ServiceHealth], int]:
+    """Every instance's last ``ServiceHealth`` from KV ``health`` (keyed ``<service>.<instance>``),
+    and how many records could not be decoded (shown by callers, never silently dropped)."""
+    from schemas import DecodeError, decode
+
+    out: dict[str, ServiceHealth] = {}
+    bad = 0
+    for key, raw in (await (await Bucket.open(js, "health")).items()).items():
+        try:
+            h = decode(raw)
+        except DecodeError:
+            bad += 1
+            continue
+        if isinstance(h, ServiceHealth):
+            out[key] = h
+        else:
+            bad += 1
+    return out, bad

@@ -58,9 +58,10 @@ class Metrics:
         for p in range(port, port + 20):
             try:
                 start_http_server(p, addr=addr, registry=self.registry)
-            except OSError:
-                continue
-            self.port = p
-            return p
+            except OSError as exc:  # taken by another process of the stack: the next one is ours
+                log.debug("metrics port %d unavailable: %s", p, exc)
+            else:
+                self.port = p
+                return p
         log.error("no free metrics port in %d..%d; metrics endpoint disabled", port, port + 19)
         return None

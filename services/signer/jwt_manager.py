@@ -200,7 +200,7 @@ class JwtManager:
         if self.l1_address:
             return self.l1_address
         if self.paradex_env == "sim":
-            # The simulator only checks the header's shape; derive a stable placeholder per key.
+            # The simulator only checks the header's shape; derive a stable address per key.
             digest = hashlib.sha256(b"paradex-bus-sim-l1:" + hex(self.custody.public_key).encode()).hexdigest()
             return "0x" + digest[:40]
         raise JwtUnavailable("onboarding needs PARADEX_L1_ADDRESS (or an L1 key) on a real venue")

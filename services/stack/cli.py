@@ -13,8 +13,7 @@ import time
 
 from bus import NatsSettings, connect, ensure_streams, jetstream
 from bus.embedded import wait_port
-from bus.kv import Bucket
-from schemas import DecodeError, ServiceHealth, decode
+from services.runtime.health import read_health
 from services.stack.layout import StackLayout
 from services.stack.programs import programs, supervisord_config
 
@@ -71,16 +70,12 @@ async def _wait_healthy(layout: StackLayout, admin: tuple[str, str] | None, serv
     nc = await connect("pdx-stack", _admin_settings(layout, admin), max_reconnect_attempts=5)
     states: dict[str, str] = {}
     try:
-        bucket = await Bucket.open(jetstream(nc), "health")
+        js = jetstream(nc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for raw in (await bucket.items()).values():
-                try:
-                    h = decode(raw)
-                except DecodeError:
-                    continue
-                if isinstance(h, ServiceHealth):
-                    states[h.service] = h.state
+            records, _undecodable = await read_health(js)
+            for h in records.values():
+                states[h.service] = h.state
             if services <= states.keys() and not any(states[sv] in WARMING_UP for sv in services):
                 break
             await asyncio.sleep(0.5)

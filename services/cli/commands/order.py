@@ -267,8 +267,8 @@ async def _order_view(js: Any, subject: str) -> OrderView | None:
     async for m in replay(js, subject, stream="EXEC"):
         try:
             proj.apply(m.event, m.stream_seq)
-        except s.DecodeError:
-            continue
+        except s.DecodeError as exc:
+            click.echo(f"warning: stored event {m.stream_seq} on {m.subject} is undecodable: {exc}", err=True)
     return next(iter(proj.orders.values()), None)
 
 

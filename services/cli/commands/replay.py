@@ -4,6 +4,7 @@ has its own columns)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections import defaultdict
@@ -29,10 +30,8 @@ def parse_time(text: str, now_ns: int) -> int:
     t = text.strip()
     if t == "now":
         return now_ns
-    try:
+    with contextlib.suppress(click.BadParameter):  # not a duration: try an ISO time below
         return now_ns - int(parse_duration(t) * 1e9)
-    except click.BadParameter:
-        pass
     try:
         when = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:

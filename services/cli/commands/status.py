@@ -4,6 +4,7 @@ feed-handler market ownership and the last reconciliation result, in one screen.
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from typing import Any
 
@@ -16,8 +17,9 @@ from rich.table import Table
 from bus.kv import Bucket
 from bus.replay import last_per_subject
 from bus.streams import STREAMS
-from schemas import DecodeError, ReconciliationSummary, ServiceHealth, decode, to_dict
+from schemas import ReconciliationSummary, to_dict
 from services.cli.common import json_option, nats_option, open_bus, run_async
+from services.runtime.health import read_health
 
 STALE_AFTER_S = 10.0
 
@@ -25,14 +27,8 @@ STALE_AFTER_S = 10.0
 async def gather(js: JetStreamContext) -> dict[str, Any]:
     now = time.time_ns()
     services: list[dict[str, Any]] = []
-    health = await Bucket.open(js, "health")
-    for key, raw in sorted((await health.items()).items()):
-        try:
-            h = decode(raw)
-        except DecodeError:
-            continue
-        if not isinstance(h, ServiceHealth):
-            continue
+    records, undecodable = await read_health(js)
+    for key, h in sorted(records.items()):
         age = (now - h.ts_event) / 1e9
         services.append({**to_dict(h), "age_s": round(age, 1), "stale": age > STALE_AFTER_S, "key": key})
     streams: list[dict[str, Any]] = []
@@ -73,11 +69,9 @@ async def gather(js: JetStreamContext) -> dict[str, Any]:
         leases = await Bucket.open(js, "leases")
         for market, raw in (await leases.items()).items():
             owner = raw.decode(errors="replace")
-            try:
+            with contextlib.suppress(msgspec.DecodeError, UnicodeDecodeError):  # then shown as raw text
                 obj = msgspec.json.decode(raw) if raw[:1] == b"{" else msgspec.msgpack.decode(raw)
                 owner = str(obj.get("owner", owner)) if isinstance(obj, dict) else owner
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                pass
             owners[owner].append(market)
     except Exception:  # noqa: BLE001 - no leases bucket yet
         pass
@@ -90,6 +84,7 @@ async def gather(js: JetStreamContext) -> dict[str, Any]:
         pass
     return {
         "services": services,
+        "undecodable_health_records": undecodable,
         "streams": streams,
         "consumers": consumers,
         "ownership": {k: sorted(v) for k, v in owners.items()},
@@ -105,6 +100,8 @@ def _subs_summary(subs: dict[str, str]) -> str:
 
 
 def render(data: dict[str, Any], console: Console) -> None:
+    if data.get("undecodable_health_records"):
+        console.print(f"[red]{data['undecodable_health_records']} health records could not be decoded[/]")
     t = Table(title="services", title_justify="left")
     for col in ("service", "instance", "state", "age", "subscriptions", "details"):
         t.add_column(col)
