@@ -18,6 +18,9 @@ Two paths:
     their original order and go out before new messages, so per-subject order survives;
   * when the connection drops, every message still awaiting its ack is put back at once, ahead of
     anything nats-py buffered, so nothing published after the reconnect overtakes it;
+  * after a reconnect or a transient failure the window shrinks to one message until the stream
+    answers again: a restarting server accepts connections before JetStream is ready, and a
+    pipelined burst then would be stored with holes that the retries fill out of order;
   * other server errors are counted as ``rejected`` and reported;
   * ``flush()`` waits until everything is confirmed stored; ``close()`` flushes then stops.
 
@@ -180,6 +183,7 @@ class Publisher:
         self._sub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._hooked = False
+        self._probing = False
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -288,7 +292,7 @@ class Publisher:
                     self._requeue_in_flight()  # with the listener this happens at the right moment
                 await asyncio.sleep(0.05)  # keep messages in our bounded buffer, not nats-py's
                 continue
-            if len(in_flight) >= self.window:
+            if len(in_flight) >= self._limit():
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -330,12 +334,14 @@ class Publisher:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 ack = _PubAck(error=_AckError(description=f"unreadable ack {msg.data[:100]!r}"))
             if ack.error is None:
+                self._probing = False
                 self.stats.stored += 1
                 if ack.duplicate:
                     self.stats.duplicates += 1
             elif _transient(ack.error.code, ack.error.err_code, ack.error.description):
                 self._schedule_retry(item, RuntimeError(ack.error.description))
             else:
+                self._probing = False  # the stream answered: it is there
                 self.stats.rejected += 1
                 self.report(
                     "publish_rejected",
@@ -348,8 +354,11 @@ class Publisher:
                 )
         self._settled()
 
+    def _limit(self) -> int:
+        return 1 if self._probing else self.window
+
     def _settled(self) -> None:
-        if not self._room.is_set() and len(self._in_flight) < self.window:
+        if not self._room.is_set() and len(self._in_flight) < self._limit():
             self._room.set()
         buffered = self._buffered()
         if not self._space.is_set() and buffered < self.max_buffer:
@@ -371,6 +380,7 @@ class Publisher:
         self._requeue_in_flight()
 
     def _requeue_in_flight(self) -> None:
+        self._probing = True
         if not self._in_flight:
             return
         items = list(self._in_flight.values())
@@ -384,6 +394,7 @@ class Publisher:
         self._wakeup.set()
 
     def _schedule_retry(self, item: _Item, exc: BaseException) -> None:
+        self._probing = True
         self.stats.retries += 1
         item.not_before = time.monotonic() + min(self.max_backoff, 0.05 * (2 ** min(item.attempts, 6)))
         retry = self._retry

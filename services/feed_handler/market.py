@@ -5,7 +5,9 @@
 * trades → ``md.paradex.trades.<MKT>`` (Msg-Id by trade id). Trade ids seen recently are
   remembered, so a duplicate is counted and dropped. ``backfill_trades`` fetches ``GET /trades``
   after a takeover or a reconnect and publishes what the socket missed, in order: live trades that
-  arrive meanwhile are held back and released after the backfill.
+  arrive meanwhile are held back and released after the backfill. The tape on the bus starts at
+  ``tape_floor_ms`` (the last trade already on the bus after a takeover, else the first trade the
+  socket delivers): trades older than that are history, never back-filled behind newer ones.
 * bbo → ``md.paradex.quotes.<MKT>`` (Msg-Id by seq_no; an older or repeated seq_no is dropped).
 * deltas → ``md.paradex.deltas.<MKT>``: ``BookSequencer`` checks ``seq_no``; a gap is counted and
   the channel resubscribed (the venue's only resync), the fresh ``"s"`` is published as a snapshot.
@@ -140,6 +142,9 @@ class MarketFeed:
         self.book = BookSequencer()
         self.last_bbo_seq = -1
         self.last_trade_ms = 0
+        # Until the socket delivers a first trade the floor is the subscription time (provisional).
+        self.tape_floor_ms = int(time.time() * 1000)
+        self._floor_provisional = True
         self._recent: dict[str, None] = {}
         self._held: list[TradeMsg] | None = None  # live trades held back during a backfill
         self._backfilling = False
@@ -176,6 +181,9 @@ class MarketFeed:
         except NormalizeError as exc:
             self._malformed(self.channels.trades, exc, None)
             return False
+        if self._floor_provisional and source == "ws":
+            self._floor_provisional = False
+            self.tape_floor_ms = max(self.tape_floor_ms, msg.created_at)
         recent = self._recent
         recent[msg.id] = None
         if len(recent) > _RECENT_TRADES:
@@ -185,6 +193,16 @@ class MarketFeed:
         self.stats.trades_out += 1
         self.stats.published += 1
         return True
+
+    def continue_tape_from(self, since_ms: int) -> None:
+        """The bus already holds this market's tape up to ``since_ms`` (a takeover): gaps after it
+        are filled by the backfill, so the floor is fixed there."""
+        self.tape_floor_ms = since_ms
+        self._floor_provisional = False
+
+    def gap_start(self, since_ms: int) -> int:
+        """Where a backfill asked to start at ``since_ms`` may start without reaching into history."""
+        return max(since_ms, self.tape_floor_ms)
 
     def hold_trades(self) -> None:
         """Hold live trades back from now on, until the coming ``backfill_trades`` has run."""
@@ -196,6 +214,7 @@ class MarketFeed:
         live trades held back meanwhile (so the subject stays in venue order)."""
         if self._backfilling:
             return 0
+        since_ms = self.gap_start(since_ms)
         self._backfilling = True
         self.hold_trades()
         published = 0

@@ -258,6 +258,7 @@ class FeedHandler(Service):
         self.feeds[market] = feed
         since = await self._backfill_since(market)
         if since is not None:
+            feed.continue_tape_from(since)
             feed.hold_trades()
         ch = feed.channels
         idle = self.fs.idle_timeout or None

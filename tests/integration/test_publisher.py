@@ -41,13 +41,20 @@ async def test_no_stream_yet_is_retried_with_the_same_msg_id(nats_url: str) -> N
     js = jetstream(nc)
     pub = await Publisher(nc, max_backoff=0.1).start()
     try:
-        pub.publish_event_nowait("md.paradex.quotes.Y", Q, "y:1")
-        await asyncio.sleep(0.5)
+        for i in range(300):
+            pub.publish_event_nowait("md.paradex.quotes.Y", Q, f"y:{i}")
+        await asyncio.sleep(0.2)
+        in_flight = []
+        for _ in range(100):
+            await asyncio.sleep(0.003)
+            in_flight.append(len(pub._in_flight))
         assert pub.stats.retries >= 1 and pub.stats.stored == 0
+        assert max(in_flight) <= 1  # probing one at a time while the stream is missing
         await ensure_streams(js, replicas=1)
         assert await pub.flush(10)
-        assert pub.stats.stored == 1
-        assert len(await bus_messages(js, "md.paradex.quotes.Y")) == 1
+        assert pub.stats.stored == 300
+        ids = [m.headers["Nats-Msg-Id"] for m in await bus_messages(js, "md.paradex.quotes.Y")]
+        assert ids == [f"y:{i}" for i in range(300)]  # the stream appearing mid-burst leaves no holes
     finally:
         await pub.close()
         await nc.close()
