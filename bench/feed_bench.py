@@ -292,9 +292,20 @@ class LoadServer:
         )
         return f"trades.{m}", data
 
+    def _phase_started(self) -> None:
+        """Hook: a phase of ``rate * seconds`` messages begins."""
+
+    def _batch_written(self, start: int, end: int, now_ns: int) -> None:
+        """Hook: messages ``start`` to ``end - 1`` were written at ``now_ns``."""
+
+    def _pause(self, rate: float) -> float:
+        """Seconds to sleep between batches."""
+        return 0.0005
+
     async def _generate(self, rate: float, seconds: float) -> None:
         self.running = True
         self.sent = 0
+        self._phase_started()
         self.started_ns = time.time_ns()
         t0 = time.monotonic()
         total = int(rate * seconds)
@@ -302,8 +313,10 @@ class LoadServer:
         try:
             while i < total:
                 due = min(total, int((time.monotonic() - t0) * rate) + 1)
-                now_ms = int(time.time() * 1000)
+                now_ns = time.time_ns()
+                now_ms = now_ns // 1_000_000
                 batches: dict[RawWs, list[bytes]] = {c: [] for c in self.conns}
+                start = i
                 while i < due:
                     ch, data = self._frame(i, now_ms)
                     frame = _ws_frame(_note(ch, data).encode())
@@ -314,8 +327,10 @@ class LoadServer:
                 for c, out in batches.items():
                     if out:
                         c.write(b"".join(out))
+                if i > start:
+                    self._batch_written(start, i, now_ns)
                 self.sent = i
-                await asyncio.sleep(0.0005)
+                await asyncio.sleep(self._pause(rate))
         finally:
             self.ended_ns = time.time_ns()
             self.running = False

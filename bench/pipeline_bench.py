@@ -70,7 +70,7 @@ from bench.common import (  # noqa: E402
     stop_all,
     thin,
 )
-from bench.feed_bench import LoadServer, RawWs, _note, _ws_frame  # noqa: E402
+from bench.feed_bench import LoadServer, RawWs, _note  # noqa: E402
 from bus import NatsSettings, connect, ensure_streams, jetstream  # noqa: E402
 from bus.book_client import SEQ_HEADER, LocalBook, book_stream  # noqa: E402
 from bus.embedded import EmbeddedNats, free_port, wait_port  # noqa: E402
@@ -130,42 +130,18 @@ class BookLoad(LoadServer):
                 f'"inserts":[],"updates":[{ups}],"deletes":[]}}')
         return f"order_book.{m}.deltas", data
 
-    async def _generate(self, rate: float, seconds: float) -> None:
-        self.running = True
-        self.sent = 0
+    def _phase_started(self) -> None:
         self.seq0 = dict(self.seq)
         self.batches = []
-        self.started_ns = time.time_ns()
-        t0 = time.monotonic()
-        total = int(rate * seconds)
-        i = 0
-        try:
-            while i < total:
-                due = min(total, int((time.monotonic() - t0) * rate) + 1)
-                now_ns = time.time_ns()
-                now_ms = now_ns // 1_000_000
-                batches: dict[RawWs, list[bytes]] = {c: [] for c in self.conns}
-                start = i
-                while i < due:
-                    ch, data = self._frame(i, now_ms)
-                    frame = _ws_frame(_note(ch, data).encode())
-                    for c, out in batches.items():
-                        if ch in c.subs:
-                            out.append(frame)
-                    i += 1
-                for c, out in batches.items():
-                    if out:
-                        c.write(b"".join(out))
-                if i > start:
-                    self.batches.append((start, i, now_ns))
-                self.sent = i
-                # About one message per wake-up at low rates, a batch every millisecond at high
-                # ones. Not less: uvloop's timers have 1 ms resolution, a 0.5 ms sleep returns at
-                # once, and the source would spin a core the pipeline it feeds needs.
-                await asyncio.sleep(min(0.002, max(0.001, 1.0 / rate)))
-        finally:
-            self.ended_ns = time.time_ns()
-            self.running = False
+
+    def _batch_written(self, start: int, end: int, now_ns: int) -> None:
+        self.batches.append((start, end, now_ns))
+
+    def _pause(self, rate: float) -> float:
+        # About one message per wake-up at low rates, a batch every millisecond at high ones. Not
+        # less: uvloop's timers have 1 ms resolution, a 0.5 ms sleep returns at once, and the
+        # source would spin a core the pipeline it feeds needs.
+        return min(0.002, max(0.001, 1.0 / rate))
 
 
 def run_load_server(port: int, ws_port: int, n_markets: int) -> None:

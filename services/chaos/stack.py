@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -36,6 +35,7 @@ from nats.js import JetStreamContext
 from bus import NatsSettings, auth, connect, ensure_streams, jetstream
 from bus.embedded import EmbeddedNats, NatsCluster
 from services.chaos.health import HealthMonitor
+from services.paradex_sim.process import SimProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,82 +216,6 @@ class ManagedProcess:
             self._stop(signal.SIGKILL, "stop", 10.0)
 
 
-class SimProcess:
-    """The simulator as a child process; its URLs come from the first stdout line."""
-
-    def __init__(self, args: list[str], log_path: Path) -> None:
-        self.args = args
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ports: dict[str, object] = {}
-
-    def start(self, timeout: float = 30.0) -> SimProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child and the drain thread
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.paradex_sim",
-                "--rest-port",
-                "0",
-                "--ws-port",
-                "0",
-                "--admin-port",
-                "0",
-                *self.args,
-            ],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,
-        )
-        _LIVE[self.proc.pid] = self.proc
-        first: list[bytes] = []
-        reader = threading.Thread(target=lambda: first.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout)
-        if not first or not first[0]:
-            self.stop()
-            raise RuntimeError(f"simulator did not start; see {self.log_path}")
-        self.ports = json.loads(first[0])
-
-        def drain() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                log.write(line)
-            log.close()
-
-        threading.Thread(target=drain, daemon=True).start()
-        return self
-
-    @property
-    def rest_url(self) -> str:
-        return str(self.ports["rest_url"])
-
-    @property
-    def ws_url(self) -> str:
-        return str(self.ports["ws_url"])
-
-    @property
-    def admin_url(self) -> str:
-        return str(self.ports["admin_url"])
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @dataclass
 class StackOptions:
     cluster: bool = False
@@ -430,9 +354,11 @@ class ChaosStack:
                     "--log-format",
                     "json",
                 ],
-                self.logs / "paradex-sim.log",
+                log_path=self.logs / "paradex-sim.log",
+                new_session=True,
             ).start
         )
+        track(self.sim.proc)
         deadline = time.monotonic() + timeout
         signer = await self._add(
             "signer-0",

@@ -171,12 +171,14 @@ class LeaseManager:
                     self._report("lease_tick_failed", error=repr(exc))
                 await asyncio.sleep(self.scan_interval)
         finally:
-            for t in (self._watch_task, self._probe_task):
+            children = {self._watch_task, self._probe_task}
+            for t in children:
                 t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            # Bounded: a child stuck in a NATS call (a watcher's unsubscribe during a reconnect)
+            # must not keep the owner from stopping.
+            await asyncio.wait(children, timeout=2.0)
             with contextlib.suppress(Exception):
-                await self._alive_sub.unsubscribe()
+                await asyncio.wait_for(self._alive_sub.unsubscribe(), 2.0)
 
     async def release_all(self) -> None:
         """Graceful stop: delete our leases so other instances take over at once."""
@@ -264,7 +266,7 @@ class LeaseManager:
                         self._observe(e.key, e.value, e.revision or 0, e.operation)
                 finally:
                     with contextlib.suppress(Exception):
-                        await watcher.stop()
+                        await asyncio.wait_for(watcher.stop(), 2.0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - recreate the watcher after any failure

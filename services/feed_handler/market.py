@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import msgspec
 
@@ -56,6 +56,7 @@ log = logging.getLogger("feed_handler.market")
 
 Reporter = Callable[..., None]
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+_M = TypeVar("_M", bound=msgspec.Struct)
 _RECENT_TRADES = 4096
 _MAX_HELD_TRADES = 20_000
 
@@ -153,15 +154,25 @@ class MarketFeed:
 
     # -- trades -----------------------------------------------------------------------------------
 
-    def on_trade(self, channel: str, data: msgspec.Raw) -> None:
-        self.stats.trades_in += 1
+    def _decode(
+        self, channel: str, data: msgspec.Raw, decoder: msgspec.json.Decoder[_M], field: str = "market"
+    ) -> _M | None:
+        """The venue message, or None after counting it as malformed or meant for another market."""
         try:
-            msg = trade_decoder.decode(data)
+            msg = decoder.decode(data)
         except _DECODE_ERRORS as exc:
             self._malformed(channel, exc, data)
-            return
-        if msg.market != self.market:
-            self._mismatch(channel, msg.market)
+            return None
+        market = getattr(msg, field)
+        if market != self.market:
+            self._mismatch(channel, market)
+            return None
+        return msg
+
+    def on_trade(self, channel: str, data: msgspec.Raw) -> None:
+        self.stats.trades_in += 1
+        msg = self._decode(channel, data, trade_decoder)
+        if msg is None:
             return
         if self._held is not None:
             if len(self._held) < _MAX_HELD_TRADES:
@@ -247,13 +258,8 @@ class MarketFeed:
 
     def on_bbo(self, channel: str, data: msgspec.Raw) -> None:
         self.stats.bbo_in += 1
-        try:
-            msg = bbo_decoder.decode(data)
-        except _DECODE_ERRORS as exc:
-            self._malformed(channel, exc, data)
-            return
-        if msg.market != self.market:
-            self._mismatch(channel, msg.market)
+        msg = self._decode(channel, data, bbo_decoder)
+        if msg is None:
             return
         if msg.seq_no <= self.last_bbo_seq:
             self.stats.bbo_stale += 1
@@ -366,13 +372,8 @@ class MarketFeed:
 
     def on_summary(self, channel: str, data: msgspec.Raw) -> None:
         self.stats.summary_in += 1
-        try:
-            msg = summary_decoder.decode(data)
-        except _DECODE_ERRORS as exc:
-            self._malformed(channel, exc, data)
-            return
-        if msg.symbol != self.market:
-            self._mismatch(channel, msg.symbol)
+        msg = self._decode(channel, data, summary_decoder, "symbol")
+        if msg is None:
             return
         try:
             mark, index, funding = summary_updates(msg, self.spec, time.time_ns())

@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 import schemas as s
 from schemas.enums import (
@@ -47,6 +48,8 @@ from services.reconciler.venue import (
     VenueOrder,
     VenuePosition,
 )
+
+_Fact = TypeVar("_Fact", s.OrderCanceled, s.OrderExpired, s.OrderTriggered)
 
 EXTERNAL_STRATEGY = "EXTERNAL"
 EXTERNAL_PREFIX = "EXT-"
@@ -213,9 +216,10 @@ class EventBuilder:
             due_post_only=order.cancel_reason == "POST_ONLY_WOULD_CROSS",
         )
 
-    def canceled(self, ident: OrderIdentity, order: VenueOrder, event_id: str) -> s.OrderCanceled:
+    def _venue_fact(self, cls: type[_Fact], ident: OrderIdentity, order: VenueOrder, event_id: str) -> _Fact:
+        """An event that only says "the venue did this to the order", stamped with the venue's time."""
         now = self.now()
-        return s.OrderCanceled(
+        return cls(
             **ident.head(),
             venue_order_id=order.id,
             account_id=self.account_id,
@@ -224,30 +228,15 @@ class EventBuilder:
             ts_init=now,
             reconciliation=True,
         )
+
+    def canceled(self, ident: OrderIdentity, order: VenueOrder, event_id: str) -> s.OrderCanceled:
+        return self._venue_fact(s.OrderCanceled, ident, order, event_id)
 
     def expired(self, ident: OrderIdentity, order: VenueOrder, event_id: str) -> s.OrderExpired:
-        now = self.now()
-        return s.OrderExpired(
-            **ident.head(),
-            venue_order_id=order.id,
-            account_id=self.account_id,
-            event_id=event_id,
-            ts_event=ns(order.last_updated_at, now),
-            ts_init=now,
-            reconciliation=True,
-        )
+        return self._venue_fact(s.OrderExpired, ident, order, event_id)
 
     def triggered(self, ident: OrderIdentity, order: VenueOrder, event_id: str) -> s.OrderTriggered:
-        now = self.now()
-        return s.OrderTriggered(
-            **ident.head(),
-            venue_order_id=order.id,
-            account_id=self.account_id,
-            event_id=event_id,
-            ts_event=ns(order.last_updated_at, now),
-            ts_init=now,
-            reconciliation=True,
-        )
+        return self._venue_fact(s.OrderTriggered, ident, order, event_id)
 
     def updated(self, ident: OrderIdentity, order: VenueOrder, event_id: str) -> s.OrderUpdated:
         now = self.now()
