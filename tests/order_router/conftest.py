@@ -46,6 +46,9 @@ ROUTER_ENV = {
     "ROUTER_SUBMIT_RETRY_BUDGET_S": "20",
     "ROUTER_CMD_ACK_WAIT_S": "3",
     "ROUTER_SYSTEM_STATE_INTERVAL_S": "0.5",
+    # Batches in these tests name their size, so they go out when complete; a wide window keeps a
+    # loaded CI machine (commands arriving > 20 ms apart) from splitting them.
+    "ROUTER_BATCH_WINDOW_MS": "2000",
 }
 
 
