@@ -4,7 +4,7 @@
   through the bus, and every fault kind of ``services.chaos.faults`` (``kill -9`` of every process,
   SIGTERM, WebSocket drops, stale channels, sequence gaps and duplicates, dropped and doubled private
   messages, lost REST replies, 5xx, timeouts, a 429 storm, cancel-only, an order from outside, a
-  NATS restart) within ``PDX_CHAOS_CI_DURATION`` seconds (default 50); then the invariant checker.
+  NATS restart) within ``PDX_CHAOS_CI_DURATION`` seconds (default 35); then the invariant checker.
 * ``test_cluster_run_with_stream_leader_kill`` -- the same run on a 3-node JetStream cluster with R3
   streams (``PDX_CHAOS_CI_CLUSTER_DURATION``, default 40 s), every fault kind plus a stream-leader
   kill: the node leading ``EXEC`` (and the probe stream, moved there first) is SIGKILLed while
@@ -34,7 +34,7 @@ SEED = int(os.environ.get("PDX_CHAOS_SEED", "7"))
 @pytest.mark.timeout(420)
 async def test_chaos_run_every_fault_type(tmp_path: Path) -> None:
     cfg = ChaosConfig(
-        duration=float(os.environ.get("PDX_CHAOS_CI_DURATION", "50")),
+        duration=float(os.environ.get("PDX_CHAOS_CI_DURATION", "35")),
         seed=SEED,
         quiet=12.0,
         converge_timeout=45.0,
@@ -61,7 +61,7 @@ async def test_chaos_run_every_fault_type(tmp_path: Path) -> None:
 @pytest.mark.timeout(420)
 async def test_cluster_run_with_stream_leader_kill(tmp_path: Path) -> None:
     cfg = ChaosConfig(
-        duration=float(os.environ.get("PDX_CHAOS_CI_CLUSTER_DURATION", "40")),
+        duration=float(os.environ.get("PDX_CHAOS_CI_CLUSTER_DURATION", "30")),
         seed=SEED,
         cluster=True,
         quiet=12.0,
