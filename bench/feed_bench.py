@@ -341,11 +341,13 @@ def _note(channel: str, data: str) -> str:
 
 
 def run_load_server(port: int, ws_port: int, n_markets: int) -> None:
+    serve_load(LoadServer([f"B{i:02d}-USD-PERP" for i in range(n_markets)]), port, ws_port)
+
+
+def serve_load(server: LoadServer, port: int, ws_port: int) -> None:
+    """Run ``server`` forever: its raw WebSocket on ``ws_port``, its REST/control app on ``port``."""
     import uvloop
     from aiohttp import web
-
-    markets = [f"B{i:02d}-USD-PERP" for i in range(n_markets)]
-    server = LoadServer(markets)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -70,7 +70,7 @@ from bench.common import (  # noqa: E402
     stop_all,
     thin,
 )
-from bench.feed_bench import LoadServer, RawWs, _note  # noqa: E402
+from bench.feed_bench import LoadServer, _note, serve_load  # noqa: E402
 from bus import NatsSettings, connect, ensure_streams, jetstream  # noqa: E402
 from bus.book_client import SEQ_HEADER, LocalBook, book_stream  # noqa: E402
 from bus.embedded import EmbeddedNats, free_port, wait_port  # noqa: E402
@@ -145,20 +145,7 @@ class BookLoad(LoadServer):
 
 
 def run_load_server(port: int, ws_port: int, n_markets: int) -> None:
-    import uvloop
-    from aiohttp import web
-
-    server = BookLoad(market_names(n_markets))
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        await loop.create_server(lambda: RawWs(server), "127.0.0.1", ws_port)
-        runner = web.AppRunner(server.app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.Event().wait()
-
-    uvloop.run(main())
+    serve_load(BookLoad(market_names(n_markets)), port, ws_port)
 
 
 def market_names(n: int) -> list[str]:
