@@ -6,8 +6,8 @@
   remembered, so a duplicate is counted and dropped. ``backfill_trades`` fetches ``GET /trades``
   after a takeover or a reconnect and publishes what the socket missed, in order: live trades that
   arrive meanwhile are held back and released after the backfill. The tape on the bus starts at
-  ``tape_floor_ms`` (the last trade already on the bus after a takeover, else the first trade the
-  socket delivers): trades older than that are history, never back-filled behind newer ones.
+  ``tape_floor_ms`` (the first trade on the bus after a takeover, else the first trade the socket
+  delivers): trades older than that are history, never back-filled behind newer ones.
 * bbo → ``md.paradex.quotes.<MKT>`` (Msg-Id by seq_no; an older or repeated seq_no is dropped).
 * deltas → ``md.paradex.deltas.<MKT>``: ``BookSequencer`` checks ``seq_no``; a gap is counted and
   the channel resubscribed (the venue's only resync), the fresh ``"s"`` is published as a snapshot.
@@ -206,8 +206,8 @@ class MarketFeed:
         return True
 
     def continue_tape_from(self, since_ms: int) -> None:
-        """The bus already holds this market's tape up to ``since_ms`` (a takeover): gaps after it
-        are filled by the backfill, so the floor is fixed there."""
+        """The bus already holds this market's tape from ``since_ms`` on (a takeover): holes after
+        it are filled by the backfill, trades before it are history."""
         self.tape_floor_ms = since_ms
         self._floor_provisional = False
 

@@ -256,9 +256,9 @@ class FeedHandler(Service):
             resync_min_interval=self.fs.resync_min_interval,
         )
         self.feeds[market] = feed
-        since = await self._backfill_since(market)
-        if since is not None:
-            feed.continue_tape_from(since)
+        takeover = await self._takeover_tape(market)
+        if takeover is not None:
+            feed.continue_tape_from(takeover[0])
             feed.hold_trades()
         ch = feed.channels
         idle = self.fs.idle_timeout or None
@@ -271,8 +271,8 @@ class FeedHandler(Service):
         log.info("serving %s (%s)", market, why)
         await self._publish_instrument(market)
         await self._publish_status(market)
-        if since is not None:
-            self._spawn(feed.backfill_trades(since))
+        if takeover is not None:
+            self._spawn(feed.backfill_trades(takeover[1]))
 
     async def _release(self, market: str, why: str) -> None:
         if market not in self.feeds:
@@ -311,22 +311,34 @@ class FeedHandler(Service):
         self.details["owned_markets"] = ",".join(owned)
         self.details["owned_count"] = str(len(owned))
 
-    async def _backfill_since(self, market: str) -> int | None:
-        """Where a trade backfill starts after taking a market over: the last trade on the bus."""
+    async def _takeover_tape(self, market: str) -> tuple[int, int] | None:
+        """After taking a market over: (where the tape on the bus starts, where the backfill starts).
+
+        The backfill re-audits the whole ``trade_backfill`` window, not just what came after the
+        last trade on the bus: the previous owner may have died after a silent trades channel came
+        back and before its audit filled the hole behind that trade. Trades already stored are
+        dropped by their Msg-Ids (the MD duplicate window is longer than the backfill window)."""
         window = self.fs.trade_backfill
         if window <= 0:
             return None
-        last = await self._last_on_bus("MD", subjects.md("trades", market))
+        subject = subjects.md("trades", market)
+        last = await self._on_bus("MD", subject)
         if not isinstance(last, TradeTick):
             return None  # nothing published for this market yet: nothing to catch up on
+        first = await self._on_bus("MD", subject, first=True)
+        tape_start_ms = (first if isinstance(first, TradeTick) else last).ts_event // 1_000_000
         floor_ms = int(time.time() * 1000 - window * 1000)
-        return max(last.ts_event // 1_000_000, floor_ms)
+        return tape_start_ms, max(tape_start_ms, floor_ms)
 
     # -- reference data ---------------------------------------------------------------------------
 
-    async def _last_on_bus(self, stream: str, subject: str) -> Any:
+    async def _on_bus(self, stream: str, subject: str, *, first: bool = False) -> Any:
+        """The last (or first) event stored on ``subject``, or None."""
         try:
-            raw = await self.js.get_last_msg(stream, subject, direct=True)
+            if first:
+                raw = await self.js.get_msg(stream, seq=1, subject=subject, next=True, direct=True)
+            else:
+                raw = await self.js.get_last_msg(stream, subject, direct=True)
         except (NotFoundError, nats.errors.Error, TimeoutError) as exc:
             if not isinstance(exc, NotFoundError):
                 self.problems.report("bus_read_failed", subject=subject, error=repr(exc))
@@ -348,7 +360,7 @@ class FeedHandler(Service):
             return
         subject = subjects.instrument(market)
         if market not in self._inst_fp:
-            last = await self._last_on_bus("REF", subject)
+            last = await self._on_bus("REF", subject)
             if isinstance(last, CryptoPerpetual) and fingerprint(last) == fp:
                 self._inst_fp[market] = fp
                 return
@@ -368,7 +380,7 @@ class FeedHandler(Service):
             return
         subject = subjects.md("status", market)
         if market not in self._status_last:
-            last = await self._last_on_bus("MD", subject)
+            last = await self._on_bus("MD", subject)
             if isinstance(last, InstrumentStatus) and (last.action.value, last.reason or "") == key:
                 self._status_last[market] = key
                 return

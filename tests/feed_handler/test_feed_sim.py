@@ -420,6 +420,50 @@ async def test_nats_restart_loses_nothing_within_the_buffer(
         await health.stop()
 
 
+async def test_takeover_fills_the_hole_a_dead_owner_left_behind_its_last_trade(
+    nats_url: str, nc, tmp_path: Path, spawn, sim_factory
+) -> None:
+    """A trades channel goes silent, comes back, and the owner dies before its audit fills the hole:
+    the next owner's takeover backfill must reach behind the last trade on the bus."""
+    m = "ETH-USD-PERP"
+    sim = await sim_factory(markets=(m,), flow_enabled=True, flow_rate=40, seed=13)
+    health = await HealthWatch(nc).start()
+    js = jetstream(nc)
+    subject = f"md.paradex.trades.{m}"
+    try:
+        async with AdminClient(sim.admin_url) as admin:
+            # No audit in either instance: only the takeover backfill can fill the hole.
+            env = dict(FEED_MARKETS=m, FEED_TRADE_AUDIT_S=0)
+            first = spawn(MODULE, feed_env(nats_url, sim.rest_url, sim.ws_url, tmp_path, "fh-h1", **env), name="fh-h1")
+            await health.wait("fh-h1", lambda h: all_active(h, (m,)), 20, "active")
+            await eventually(lambda: _count_more(js, subject, 3), 10, "trades flow")
+            await admin.stale_channel(f"trades.{m}", duration_s=2.0)
+            await asyncio.sleep(2.2)
+            on_bus = [x.event.trade_id for x in await bus_messages(js, subject)]
+            venue = [t["id"] for t in await admin.trades(m)]
+            hole = set(venue[venue.index(on_bus[0]) :]) - set(on_bus)
+            assert hole, "the stale channel left no hole: the test did not test anything"
+            n = len(await bus_messages(js, subject))
+            await eventually(lambda: _count_more(js, subject, n + 2), 10, "trades after the hole")
+            first.kill()
+            stored = {x.event.trade_id for x in await bus_messages(js, subject)}
+            assert hole - stored, "the dead owner filled the hole itself"
+            spawn(MODULE, feed_env(nats_url, sim.rest_url, sim.ws_url, tmp_path, "fh-h2", **env), name="fh-h2")
+            await health.wait("fh-h2", lambda h: all_active(h, (m,)), 20, "active")
+            await eventually(lambda: _count_more(js, subject, len(stored) + 2), 10, "the new owner publishes")
+            await quiet(admin, 1.5)
+            msgs = await bus_messages(js, subject)
+            ids = [x.event.trade_id for x in msgs]
+            assert len(ids) == len(set(ids)), "a trade stored twice"
+            truth_ids = [t["id"] for t in await admin.trades(m)]
+            start = truth_ids.index(ids[0])
+            assert sorted(ids) == sorted(truth_ids[start:]), "trades missing after the takeover"
+            assert hole <= set(ids)
+            print(f"\ntakeover filled a hole of {len(hole)} trades behind the last trade on the bus")
+    finally:
+        await health.stop()
+
+
 async def test_replicas_publish_each_event_once(stack: Any, nats_url: str, nc, tmp_path: Path, spawn) -> None:
     admin = stack.admin
     health = await HealthWatch(nc).start()
