@@ -4,6 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV := $(BIN)/uv pip install -q --python $(BIN)/python
 PYTEST_ARGS ?=
 
 .PHONY: help venv up down status logs test test-fast lint fmt bench bench-quick chaos clean
@@ -19,10 +20,12 @@ help:
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,bench,parquet]"
+	@# uv installs the same requirements in seconds instead of a minute; plain pip is the fallback.
+	$(BIN)/pip install -q uv || true
+	$(UV) -e ".[dev,bench,parquet]" || $(BIN)/pip install -q -e ".[dev,bench,parquet]"
 	@# The Nautilus extra is large and pinned to one release; its tests skip with a message if it cannot install.
-	$(BIN)/pip install -q -e ".[nautilus]" || echo "WARNING: the nautilus extra could not be installed; Nautilus tests will be skipped"
+	$(UV) -e ".[nautilus]" || $(BIN)/pip install -q -e ".[nautilus]" \
+		|| echo "WARNING: the nautilus extra could not be installed; Nautilus tests will be skipped"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -76,6 +76,22 @@ class PublishError(RuntimeError):
     """A message could not be stored before its deadline (or was rejected by the server)."""
 
 
+class WrongLastSequence(PublishError):
+    """A fenced publish (``Nats-Expected-Last-Subject-Sequence``) found that the subject had moved
+    on: another writer stored something first. ``last_seq`` is the subject's last sequence as the
+    server reported it (None if it could not be read). The server checks the fence before Msg-Id
+    dedupe, so this is also what a retry of a message that was in fact stored gets."""
+
+    def __init__(self, subject: str, last_seq: int | None) -> None:
+        super().__init__(f"{subject}: wrong last subject sequence (now {last_seq})")
+        self.subject = subject
+        self.last_seq = last_seq
+
+
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_LAST_SEQUENCE = 10071
+
+
 @dataclass
 class PublisherStats(Counters):
     prefix: ClassVar[str] = "publish_"
@@ -86,6 +102,7 @@ class PublisherStats(Counters):
     retries: int = 0
     dropped_overflow: int = 0
     rejected: int = 0
+    conflicts: int = 0  # fenced publishes refused because the subject had moved on
     pending: int = 0
     in_flight: int = 0
 
@@ -124,6 +141,12 @@ def _log_report(kind: str, level: int = logging.WARNING, **ctx: object) -> None:
 # 409/10158 "duplicate message id is in process": a first attempt with this Msg-Id is still being
 # stored (typically across a leader change). Retrying with the same id settles it either way.
 DUPLICATE_IN_PROCESS = 10158
+
+
+def _reported_seq(description: str) -> int | None:
+    """The sequence in a "wrong last sequence: N" error."""
+    tail = description.rsplit(":", 1)[-1].strip()
+    return int(tail) if tail.isdigit() else None
 
 
 def _transient(code: int, err_code: int, description: str) -> bool:
@@ -454,6 +477,9 @@ class Publisher:
                     self.stats.retries += 1
                     await asyncio.sleep(min(self.max_backoff, 0.05 * (2 ** min(attempt, 6))))
                     continue
+                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                    self.stats.conflicts += 1
+                    raise WrongLastSequence(subject, _reported_seq(exc.description or "")) from exc
                 self.stats.rejected += 1
                 raise PublishError(f"{subject}: rejected by server: {exc}") from exc
             self.stats.stored += 1

@@ -1,5 +1,6 @@
 """Reading history: ordered replay from a sequence or a time, the last N messages of a subject
-filter, and last-message-per-subject reads (last-value caches such as ``REF``).
+filter, last-message-per-subject reads (last-value caches such as ``REF``) and the few messages
+on one subject after a sequence.
 
 Replay uses JetStream's ordered consumer (ephemeral, flow-controlled, recreated on gaps), the
 fastest way to rebuild state (about 150k msgs/s here). It stops when it reaches the stream's end
@@ -17,7 +18,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from bus.consumer import BusMessage
@@ -163,3 +164,22 @@ async def last_message(js: JetStreamContext, stream: str, subject: str) -> Any |
     except NotFoundError:
         return None
     return decode(raw.data or b"")
+
+
+async def subject_after(
+    js: JetStreamContext, stream: str, subject: str, after_seq: int, *, upto: int | None = None
+) -> list[RawStreamMsg]:
+    """The messages stored on one (literal) subject after ``after_seq``, up to ``upto``, read by
+    direct get: the handful of facts another writer stored, where an ordered consumer costs more."""
+    out: list[RawStreamMsg] = []
+    seq = after_seq
+    while upto is None or seq < upto:
+        try:
+            raw = await js.get_msg(stream, seq=seq + 1, subject=subject, next=True, direct=True)
+        except NotFoundError:
+            break
+        if raw.seq is None or (upto is not None and raw.seq > upto):
+            break
+        out.append(raw)
+        seq = raw.seq
+    return out

@@ -158,6 +158,9 @@ class OrderView:
     reason: str | None = None
     ts_last: int = 0
     external: bool = False
+    # Stream sequence up to which every fact on this order's subject is folded in (kept by writers
+    # that fence their publishes on it; 0 = not tracked).
+    last_seq: int = 0
 
     @property
     def is_closed(self) -> bool:

@@ -339,10 +339,11 @@ class Commands:
             redelivered = cid in self.store.seen_commands
             if not redelivered:
                 reason = _modify_refusal(o)
+                if reason is None and not await self._pending(o, s.OrderPendingUpdate, cid):
+                    reason = _modify_refusal(o) or f"order is {o.status.lower()}"
                 if reason is not None:
                     await self.trans.emit_modify_rejected(o, cid, reason)
                     return
-                await self._pending(o, s.OrderPendingUpdate, cid)
             t = self.store.track(coid)
             if t.pending_modify is None or t.pending_modify.command_id != cid:
                 t.pending_modify = PendingModify(
@@ -427,10 +428,9 @@ class Commands:
                 return
             coid = o.client_order_id
             if cid not in self.store.seen_commands:
-                if o.is_closed or o.status == P.INITIALIZED:
+                if o.is_closed or o.status == P.INITIALIZED or not await self._pending(o, s.OrderPendingCancel, cid):
                     await self.trans.emit_cancel_rejected(o, cid, f"order is {o.status.lower()}")
                     return
-                await self._pending(o, s.OrderPendingCancel, cid)
             elif o.status != P.PENDING_CANCEL:
                 return  # a redelivery after the outcome was stored
         with self.store.owning([coid]):
@@ -492,8 +492,10 @@ class Commands:
                 async with self.store.locked(coid):
                     if o.is_closed:
                         continue
-                    if cid not in self.store.seen_commands or self.store.track(coid).pending_cancel_cmd != cid:
-                        await self._pending(o, s.OrderPendingCancel, cid)
+                    if (
+                        cid not in self.store.seen_commands or self.store.track(coid).pending_cancel_cmd != cid
+                    ) and not await self._pending(o, s.OrderPendingCancel, cid):
+                        continue  # closed meanwhile: nothing left to cancel
                     targets.append(o)
         try:
             with self.store.owning([o.client_order_id for o in targets]):
@@ -537,10 +539,13 @@ class Commands:
                     self.problems.report("cancel_unknown_order", coid=c.client_order_id, command_id=c.command_id)
                     continue
                 if c.command_id not in self.store.seen_commands:
-                    if o.is_closed or o.status == P.INITIALIZED:
+                    if (
+                        o.is_closed
+                        or o.status == P.INITIALIZED
+                        or not await self._pending(o, s.OrderPendingCancel, c.command_id)
+                    ):
                         await self.trans.emit_cancel_rejected(o, c.command_id, f"order is {o.status.lower()}")
                         continue
-                    await self._pending(o, s.OrderPendingCancel, c.command_id)
                 elif o.status != P.PENDING_CANCEL:
                     continue
                 pending.append((o, c.command_id))
@@ -623,13 +628,15 @@ class Commands:
             o = self.store.proj.by_venue(venue_order_id)
         return o
 
-    async def _pending(self, o: OrderView, cls: type, command_id: str) -> None:
-        """Under the lock: ``OrderPendingCancel`` / ``OrderPendingUpdate`` keyed by the command."""
+    async def _pending(self, o: OrderView, cls: type, command_id: str) -> bool:
+        """Under the lock: ``OrderPendingCancel`` / ``OrderPendingUpdate`` keyed by the command.
+        False if the order cannot take the request (it moved on, e.g. a fill another writer stored
+        while this command was on its way): the caller answers the command instead."""
         target = P.PENDING_CANCEL if cls is s.OrderPendingCancel else P.PENDING_UPDATE
         if not legal(o.status, target):
-            return
+            return False
         now = time.time_ns()
-        await self.store.emit(
+        res = await self.store.emit(
             cls(
                 **base_fields(o),
                 venue_order_id=o.venue_order_id,
@@ -639,7 +646,9 @@ class Commands:
                 ts_init=now,
             ),
             command_id,
+            still_valid=lambda cur: legal(cur.status, target),
         )
+        return res.ok
 
 
 def _modify_refusal(o: OrderView) -> str | None:

@@ -8,6 +8,12 @@ it to the projection. Everything that derives events for an order (a command, a 
 reply, the in-flight resolver) does so while holding that order's lock, so the projection a
 decision is made on is exactly what is on the stream, and per-order event order is the stream order.
 
+Other writers store facts on the same subjects (the reconciler's corrections, a standby router).
+Every ``emit`` is therefore fenced with ``Nats-Expected-Last-Subject-Sequence`` = the order's
+``last_seq`` (everything up to it is folded in): if someone stored a fact first, the publish is
+refused, the newer facts are folded in, and the event is sent again -- or, for a command's pending
+event that no longer applies (a modify racing a fill), dropped so the command is answered anew.
+
 Rebuilding after a crash (``load``) replays the stream through the same projection and also reads
 the Msg-Ids, which carry the command ids of pending cancels/modifies.
 """
@@ -17,18 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import nats.errors
 from nats.js import JetStreamContext
 
 import schemas as s
 from bus import Publisher, msgid, subjects
 from bus.msgid import event_uuid
-from bus.publisher import MSG_ID
-from bus.replay import replay
+from bus.publisher import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, PublishError, WrongLastSequence
+from bus.replay import replay, subject_after
 from services.execution import projection as P
 from services.execution.projection import ExecProjection, OrderView
 from services.order_router.counters import BufferedMetrics
@@ -48,6 +55,9 @@ ONE_PER_ORDER = frozenset(
     }
 )
 BY_COMMAND = frozenset({"OrderPendingCancel", "OrderPendingUpdate", "OrderCancelRejected", "OrderModifyRejected"})
+# A fenced publish refused this often in a row (each time after folding in the newer facts) means
+# a writer is racing us on one order continuously; something is wrong, so stop and say so.
+FENCE_ATTEMPTS = 5
 
 
 @dataclass
@@ -198,15 +208,66 @@ class OrderStore:
         """Deterministic ``event_id`` of an order fact."""
         return event_uuid(self.mid(coid, kind, disc))
 
-    async def emit(self, event: Any, disc: str | int = 0) -> P.Applied:
-        """Store ``event`` on EXEC (awaited) and fold it into the projection. Call under the lock."""
+    async def emit(
+        self, event: Any, disc: str | int = 0, *, still_valid: Callable[[OrderView], bool] | None = None
+    ) -> P.Applied:
+        """Store ``event`` on EXEC (awaited, fenced) and fold it into the projection. Call under the lock.
+
+        If another writer stored a fact on the order first, the newer facts are folded in and the
+        event is sent again, unless ``still_valid`` (given for a command's pending event) says it
+        no longer applies: then nothing is stored and ``Applied(ok=False, "superseded")`` is returned."""
         coid = event.client_order_id
-        if isinstance(event, s.OrderFilled):
-            mid = self.fill_mid(event.trade_id)
-        else:
-            mid = self.mid(coid, type(event).__name__, disc)
-        await self.publisher.publish_event_acked(subjects.exec_order(self.account, coid), event, mid)
-        return self._apply(event, mid)
+        kind = type(event).__name__
+        mid = self.fill_mid(event.trade_id) if isinstance(event, s.OrderFilled) else self.mid(coid, kind, disc)
+        subject = subjects.exec_order(self.account, coid)
+        for _ in range(FENCE_ATTEMPTS):
+            o = self.proj.order(coid)
+            fence = {EXPECTED_LAST_SUBJECT_SEQ: str(o.last_seq if o is not None else 0)}
+            try:
+                ack = await self.publisher.publish_event_acked(subject, event, mid, headers=fence)
+            except WrongLastSequence as exc:
+                await self.catch_up(coid, exc.last_seq)
+                if mid in self.applied:
+                    # Stored after all: an earlier attempt whose ack was lost (the server checks
+                    # the fence before the Msg-Id), or the same fact from another writer.
+                    return P.Applied(True, order=self.proj.order(coid))
+                o = self.proj.order(coid)
+                if still_valid is not None and o is not None and not still_valid(o):
+                    self.metrics.inc("events_superseded_total", kind=kind)
+                    self.problems.report("event_superseded", kind=kind, coid=coid, status=o.status)
+                    return P.Applied(False, "superseded", o)
+                continue
+            return self._apply(event, mid, subject_seq=ack.seq)
+        raise PublishError(f"{subject}: {kind} refused {FENCE_ATTEMPTS} times by the order's fence")
+
+    async def catch_up(self, coid: str, reported_last: int | None) -> None:
+        """Fold in the facts stored on ``coid``'s subject after its ``last_seq`` (up to the last
+        sequence the server reported). Call under the lock."""
+        o = self.proj.order(coid)
+        after = o.last_seq if o is not None else 0
+        if o is not None and reported_last is not None and reported_last <= after:
+            o.last_seq = reported_last  # older facts expired from the stream: nothing newer to fold
+            return
+        subject = subjects.exec_order(self.account, coid)
+        try:
+            stored = await subject_after(self.js, "EXEC", subject, after, upto=reported_last)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self.problems.report("exec_catch_up_failed", coid=coid, error=repr(exc))
+            await asyncio.sleep(0.2)  # the caller's next fenced attempt tells whether it recovered
+            return
+        for raw in stored:
+            mid = (raw.headers or {}).get(MSG_ID, "")
+            if not (mid and mid in self.applied):
+                try:
+                    ev = s.decode(raw.data or b"")
+                except s.DecodeError:
+                    self.problems.report("undecodable_exec_event", seq=raw.seq)
+                else:
+                    self._apply(ev, mid, subject_seq=raw.seq or 0)
+                    self.metrics.inc("foreign_events_total", kind=type(ev).__name__)
+            o = self.proj.order(coid)
+            if o is not None and raw.seq:
+                o.last_seq = max(o.last_seq, raw.seq)
 
     def needs_init(self, coid: str) -> bool:
         """Whether the order's OrderInitialized is not stored yet."""
@@ -246,12 +307,20 @@ class OrderStore:
         for ev, _, mid, _ in sent:
             self._apply(ev, mid)
 
-    def _apply(self, event: Any, mid: str, stream_seq: int = 0) -> P.Applied:
+    def _apply(self, event: Any, mid: str, stream_seq: int = 0, subject_seq: int = 0) -> P.Applied:
+        """Fold one stored fact in. ``stream_seq`` comes from reading the stream in order (load,
+        follow); ``subject_seq`` from a fenced publish or a catch-up -- either advances the order's
+        ``last_seq``, which only a fact known to be the subject's newest may do."""
         kind = type(event).__name__
         if mid:
             self.applied.add(mid)
         res = self.proj.apply(event, stream_seq)
         coid = event.client_order_id
+        seq = subject_seq or stream_seq
+        if seq:
+            folded = self.proj.order(coid)
+            if folded is not None:
+                folded.last_seq = max(folded.last_seq, seq)
         if not res.ok:
             self.problems.report("projection_refused", kind=kind, coid=coid, problem=res.problem)
         else:
@@ -335,9 +404,21 @@ class OrderStore:
                 self.problems.report("exec_follow_failed", error=repr(exc), resume_at=start_seq)
                 await asyncio.sleep(1.0)
 
+    def _folded(self, m: Any, mid: str) -> bool:
+        """Whether this stored fact is already folded in (advancing its order's ``last_seq`` if so:
+        the follower reads in stream order, so everything before it on the subject is folded too)."""
+        o = self.proj.order(m.subject.rsplit(".", 1)[-1])
+        if o is not None and m.stream_seq <= o.last_seq:
+            return True
+        if mid and mid in self.applied:
+            if o is not None:
+                o.last_seq = max(o.last_seq, m.stream_seq)
+            return True
+        return False
+
     async def _fold_foreign(self, m: Any) -> None:
         mid = m.msg_id or ""
-        if mid and mid in self.applied:
+        if self._folded(m, mid):
             return
         try:
             ev = m.event
@@ -348,8 +429,8 @@ class OrderStore:
         if coid is None:
             return
         async with self.locked(coid):
-            if mid and mid in self.applied:
-                return
+            if self._folded(m, mid):
+                return  # a fenced writer's catch-up folded it meanwhile
             self._apply(ev, mid, m.stream_seq)
             self.metrics.inc("foreign_events_total", kind=type(ev).__name__)
 
