@@ -41,6 +41,7 @@ from sortedcontainers import SortedDict
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import row  # noqa: E402
 from bus import NatsSettings, connect, ensure_streams, jetstream, replay  # noqa: E402
 from bus.book_client import SEQ_HEADER, BookUnavailable, LocalBook, fetch_snapshot  # noqa: E402
 from bus.embedded import EmbeddedNats  # noqa: E402
@@ -383,18 +384,6 @@ async def bench_nats(quick: bool, tmp: Path) -> dict[str, Any]:
         await nc.close()
         srv.stop()
     return res
-
-
-def row(measurement: str, unit: str, value: float, baseline_name: str, baseline: float, goal: str) -> dict[str, Any]:
-    return {
-        "measurement": measurement,
-        "unit": unit,
-        "value": value,
-        "baseline_name": baseline_name,
-        "baseline": baseline,
-        "ratio": value / baseline if baseline else float("nan"),
-        "goal": goal,
-    }
 
 
 async def run(quick: bool) -> dict[str, Any]:

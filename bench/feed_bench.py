@@ -49,6 +49,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import row  # noqa: E402
 from bus import NatsSettings, Publisher, connect, ensure_streams, jetstream, replay  # noqa: E402
 from bus.embedded import EmbeddedNats, free_port, wait_port  # noqa: E402
 from schemas import ServiceHealth, decode  # noqa: E402
@@ -707,15 +708,15 @@ def summarize(
     top = max(load, key=lambda p: p["offered_rate"]) if load else None
     base = "bus alone (bus.Publisher)"
     table = [
-        _row(
+        row(
             "sustained venue msgs/s (everything stored, kept pace)", "msgs/s", best, base, baseline, f">= {GOAL_RATE:,}"
         ),
-        _row("highest achieved msgs/s (any offered load)", "msgs/s", ceiling, base, baseline, ""),
+        row("highest achieved msgs/s (any offered load)", "msgs/s", ceiling, base, baseline, ""),
     ]
     if top is not None and top["cpu_us_per_msg"]:
         us = top["cpu_us_per_msg"]
         table.append(
-            _row(
+            row(
                 "handler CPU per message at the highest offered load",
                 "µs",
                 us,
@@ -725,7 +726,7 @@ def summarize(
             )
         )
         table.append(
-            _row(
+            row(
                 "one-core capacity = 1e6 / CPU µs per message",
                 "msgs/s",
                 round(1e6 / us),
@@ -736,7 +737,7 @@ def summarize(
         )
     if at2k is not None:
         table.append(
-            _row(
+            row(
                 f"p50 latency venue ts -> stored at {at2k['offered_rate']:,}/s",
                 "ms",
                 at2k["p50_ms"],
@@ -746,7 +747,7 @@ def summarize(
             )
         )
         table.append(
-            _row(
+            row(
                 f"p99 latency venue ts -> stored at {at2k['offered_rate']:,}/s",
                 "ms",
                 at2k["p99_ms"],
@@ -757,9 +758,9 @@ def summarize(
         )
     sim = next((p for p in phases if p["phase"] == "simulator flow"), None)
     if sim is not None:
-        table.append(_row("simulator flow: stored msgs/s (source-limited)", "msgs/s", sim["achieved_rate"], "", 0, ""))
+        table.append(row("simulator flow: stored msgs/s (source-limited)", "msgs/s", sim["achieved_rate"], "", 0, ""))
         table.append(
-            _row(
+            row(
                 "simulator flow: p99 latency venue ts -> stored",
                 "ms",
                 sim["p99_ms"],
@@ -792,18 +793,6 @@ def summarize(
         "table": table,
         "samples": samples,
         "work_dir": str(tmp),
-    }
-
-
-def _row(measurement: str, unit: str, value: float, baseline_name: str, baseline: float, goal: str) -> dict[str, Any]:
-    return {
-        "measurement": measurement,
-        "unit": unit,
-        "value": value,
-        "baseline_name": baseline_name,
-        "baseline": baseline,
-        "ratio": (value / baseline) if baseline else float("nan"),
-        "goal": goal,
     }
 
 
