@@ -1,6 +1,6 @@
 """Smoke test of ``make bench``: ``pdx bench --quick`` through the real console script.
 
-Runs the whole quick suite (about 1 minute on 2 cores; benches three at a time) into a temporary
+Runs the whole quick suite (about 1.5 minutes on 2 cores; benches two at a time) into a temporary
 results directory and checks that every benchmark ran and reported a table, and that the JSON,
 Markdown and plots were written. No timing is asserted: the numbers are for people, not for CI.
 """
@@ -27,8 +27,7 @@ def test_pdx_bench_quick_runs_every_benchmark(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(pdx), "bench", "--quick"],
         cwd=ROOT,
-        # Three at a time: the numbers are not looked at here, and the suite's wall time is.
-        env={**os.environ, RESULTS_ENV: str(tmp_path), "COLUMNS": "200", "PDX_BENCH_JOBS": "3"},
+        env={**os.environ, RESULTS_ENV: str(tmp_path), "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=400,
@@ -37,7 +36,7 @@ def test_pdx_bench_quick_runs_every_benchmark(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = (tmp_path / "latest").resolve()
     doc = json.loads((run / "results.json").read_text())
-    assert doc["quick"] is True and doc["machine"]["jobs"] == 3
+    assert doc["quick"] is True
     assert doc["machine"]["cpu_count"] and doc["machine"]["packages"]
     by_name = {r["bench"]: r for r in doc["results"]}
     assert set(by_name) == {b.name for b in SUITE}
